@@ -40,7 +40,7 @@ class CutMix(_FastaiCutMix):
         self.applied = self.p >= 1 or bool(torch.rand(()) < self.p)
         self.shuffle, self.patch = torch.arange(bs, device=self.x.device), (0, 0, 0, 0)
         if self.applied:
-            self.shuffle = self.partners(self.y)
+            self.shuffle = self.partners(self.yb[0])   # the 18-class target (a fine age head adds the true age as a second one)
             self.patch = x1, y1, x2, y2 = tuple(int(v) for v in self.bbox(W, H))
             x = self.x.clone()
             x[..., y1:y2, x1:x2] = self.x[self.shuffle][..., y1:y2, x1:x2]
@@ -99,7 +99,7 @@ class MixUp(_FastaiMixUp):
     def before_batch(self):
         self.applied = self.p >= 1 or bool(torch.rand(()) < self.p)
         if self.applied: return super().before_batch()
-        self.lam, self.yb1 = torch.ones(len(self.y), device=self.x.device), self.yb
+        self.lam, self.yb1 = torch.ones(len(self.yb[0]), device=self.x.device), self.yb
 
 # %% ../nbs/10_callbacks.ipynb #d0df6c4b
 WANDB_MODES = ('off', 'offline', 'online')
@@ -142,7 +142,7 @@ class MaskWandbExtras(Callback):
     def after_batch(self):
         if self.training: return self._log_train_batch()
         if self.counts is None: return
-        out, y = self.pred.detach().float().cpu(), self.y.detach().long().cpu().view(-1)
+        out, y = self.pred.detach().float().cpu(), self.yb[0].detach().long().cpu().view(-1)
         for t in TASKS:
             tt, tp = task_targs(y, t), task_preds(out, t)
             self.counts[t][:, 0] += torch.bincount(tt, minlength=len(TASK_NAMES[t]))
@@ -161,7 +161,7 @@ class MaskWandbExtras(Callback):
         import wandb
         self.batch_logged = True
         n = min(self.n_batch_images, len(self.x))
-        xs, ys = _decode_images(self.dl, self.x[:n].detach()), self.y[:n].detach().cpu().view(-1)
+        xs, ys = _decode_images(self.dl, self.x[:n].detach()), self.yb[0][:n].detach().cpu().view(-1)
         wandb.log({'train_batch': [wandb.Image(_to_uint8_hwc(xs[i]), caption=CLASS_NAMES[int(ys[i])]) for i in range(n)]}, commit=False)
 
     def after_fit(self):
@@ -194,9 +194,8 @@ class MaskWandbExtras(Callback):
 
 # %% ../nbs/10_callbacks.ipynb #78e4109e
 def _format_config_safe(config:dict) -> dict:
-    "fastai's `_format_config` (formats `config` in place) with `_format_config_value_safe`."
-    for k, v in config.items(): config[k] = _format_config_safe(v) if isinstance(v, dict) else _format_config_value_safe(v)
-    return config
+    "fastai's `_format_config` with `_format_config_value_safe`, into a new dict (formatting in place, as fastai does, turned callbacks' own dicts such as `ParamScheduler.scheds` into text)."
+    return {k: _format_config_safe(v) if isinstance(v, dict) else _format_config_value_safe(v) for k, v in config.items()}
 
 def _format_config_value_safe(v, max_len:int=16):
     "fastai's wandb config formatting of one value, safe for primitives; long lists, plain objects and `_name` become short text."

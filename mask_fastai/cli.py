@@ -9,8 +9,8 @@ from pathlib import Path
 from .core import *
 
 # %% auto #0
-__all__ = ['TRAIN_HELP', 'COMMANDS', 'add_train_args', 'config_from_args', 'cmd_train', 'cmd_predict', 'cmd_score', 'cmd_info',
-           'pd_crosstab', 'cmd_demo', 'build_parser', 'main']
+__all__ = ['TRAIN_HELP', 'COMMANDS', 'add_train_args', 'config_from_args', 'cmd_train', 'cmd_predict', 'cmd_tune', 'cmd_report',
+           'cmd_mislabels', 'cmd_score', 'cmd_info', 'pd_crosstab', 'cmd_demo', 'build_parser', 'main']
 
 # %% ../nbs/15_cli.ipynb #f7441510
 TRAIN_HELP = {
@@ -30,6 +30,8 @@ TRAIN_HELP = {
     'class_weights': "'inverse' for inverse-frequency class weights", 'cutmix': 'none, random, half, same or mixup',
     'cutmix_p': 'share of batches mixed', 'early_stop': 'stop after N epochs without f1_macro gain', 'seed': 'random seed',
     'num_workers': 'DataLoader workers', 'wandb': 'offline (default, no account), online or off', 'wandb_project': 'wandb project',
+    'fine_age_weight': "with --age-head fine: weight of the loss on true-age bins", 'norm': "normalise with the training images' stats ('data') or the weights' ('model')",
+    'lr_mult': 'the body trains at lr/lr_mult', 'skip_bad': 'drop unreadable images and bad CSV rows (listed in OUT/skipped.csv) instead of stopping',
 }
 
 def _none_or(f):
@@ -48,7 +50,7 @@ def add_train_args(p:argparse.ArgumentParser, **defaults):
     for f in dataclasses.fields(TrainConfig):
         d = defaults.get(f.name, f.default)
         flag, kw = '--' + f.name.replace('_', '-'), dict(default=d, help=f"{TRAIN_HELP.get(f.name, '')} (default: {d})")
-        if isinstance(f.default, bool): kw.update(type=_bool, metavar='BOOL')
+        if isinstance(f.default, bool): kw.update(type=_bool, metavar='BOOL', nargs='?', const=True)   # `--skip-bad` alone means true
         elif isinstance(f.default, tuple) or f.name in ('age_drop',):
             kw.update(nargs='+', type=float if f.name == 'task_weights' else int)
         elif f.name in ('lr',): kw.update(type=_none_or(float))
@@ -67,21 +69,81 @@ def config_from_args(args) -> 'TrainConfig':
 
 # %% ../nbs/15_cli.ipynb #566d7c04
 def cmd_train(args):
-    from mask_fastai.learner import train_run
+    from mask_fastai.learner import train_run, train_folds
+    if args.resume:
+        print(json.dumps(_resume(args), indent=2)); return
     cfg = config_from_args(args)
     out = Path(cfg.out)
     if out.exists() and any(out.iterdir()) and not args.force:
         sys.exit(f"error: {out} exists and is not empty; pass --force to overwrite it or choose another --out")
-    _, metrics = train_run(cfg, progress=not args.quiet)
+    if args.folds: metrics = train_folds(cfg, args.folds, progress=not args.quiet)
+    else: _, metrics = train_run(cfg, progress=not args.quiet)
+    if metrics is None: return   # a non-zero rank of a multi-process run: rank 0 reports
     print(json.dumps(metrics, indent=2))
-    print(f"saved run to {out}")
+    print(f"saved {'k-fold runs' if args.folds else 'run'} to {out}")
+
+def _resume(args):
+    "`train --resume`: continue the interrupted run or k-fold run in `--out` with its saved config."
+    from mask_fastai.learner import TrainConfig, train_run, train_folds, read_checkpoint_state
+    out = Path(args.out)
+    if (out/'kfold.json').exists():
+        plan = json.loads((out/'kfold.json').read_text())
+        return train_folds(TrainConfig.from_dict(plan['config']), plan['folds'], progress=not args.quiet, resume=True)
+    state = read_checkpoint_state(out)
+    if state is None:
+        if (out/'metrics.json').exists(): sys.exit(f"error: the run in {out} is already complete; nothing to resume")
+        sys.exit(f"error: nothing to resume in {out} (no checkpoints/state.json: the run stopped before its first epoch ended); start it again with --force")
+    return train_run(TrainConfig.from_dict(state['config']), progress=not args.quiet, resume=True)[1]
 
 def cmd_predict(args):
     from mask_fastai.inference import predict_folder
     out = Path(args.out)
     if out.exists() and not args.force: sys.exit(f"error: {out} exists; pass --force to overwrite it")
-    sub = predict_folder(args.data, args.models, out, tta=args.tta, bs=args.bs, progress=not args.quiet)
+    sub = predict_folder(args.data, args.models, out, tta=args.tta, bs=args.bs, progress=not args.quiet,
+                         vote=args.vote, offsets=args.offsets, pool_identities=args.pool_identities)
     print(f"wrote {len(sub)} predictions to {out} (probabilities: {out.with_suffix('.probs.csv')})")
+
+def _probs_table(d:Path) -> Path:
+    "The out-of-fold table of a k-fold folder, else the validation predictions of a run folder."
+    for f in (d/'oof.csv', d/'valid_probs.csv'):
+        if f.exists(): return f
+    sys.exit(f"error: {d} has neither oof.csv (from `train --folds K`) nor valid_probs.csv (from `train`)")
+
+def cmd_tune(args):
+    import pandas as pd
+    from mask_fastai.postprocess import fit_offsets, apply_offsets, save_offsets, macro_f1
+    from mask_fastai.learner import PROB_COLS
+    d = Path(args.models); src = _probs_table(d)
+    t = pd.read_csv(src)
+    P, y = t[PROB_COLS].to_numpy(), t['label'].to_numpy()
+    off = fit_offsets(P, y, structure=args.structure)
+    before, after = macro_f1(y, P.argmax(1)), macro_f1(y, apply_offsets(P, off).argmax(1))
+    out = Path(args.out) if args.out else d/'offsets.json'
+    save_offsets(off, out, fitted_on=str(src), structure=args.structure, f1_before=before, f1_after=after)
+    print(json.dumps(dict(offsets=str(out), fitted_on=str(src), images=len(t), f1_before=round(before, 4), f1_after_on_fitting_data=round(after, 4)), indent=2))
+    print("the gain on the data the offsets were fitted on is optimistic: measure it on other people (predict --offsets, then score)")
+
+def cmd_report(args):
+    import pandas as pd
+    from mask_fastai.analysis import run_report
+    d = Path(args.models)
+    if not (d/'valid_probs.csv').exists(): sys.exit(f"error: {d} is not a run folder with valid_probs.csv (for a k-fold folder, pick one fold, e.g. {d}/fold0)")
+    df = pd.read_csv(d/'valid_probs.csv', dtype={'person': str, 'folder': str})
+    res = run_report(d, df, args.out, num_workers=0)
+    print(json.dumps(res, indent=2, default=str))
+
+def cmd_mislabels(args):
+    import pandas as pd
+    from mask_fastai.analysis import write_mislabel_review, candidates_to_corrections
+    if args.reviewed:
+        out = Path(args.out or 'corrections.csv')
+        c = candidates_to_corrections(pd.read_csv(args.reviewed, dtype={'id': str}), out)
+        print(f"wrote {len(c)} corrections to {out}; train with --corrections {out}"); return
+    if args.models is None: sys.exit("error: pass --models KFOLD_DIR (to rank candidates) or --reviewed CSV (to write corrections)")
+    d = Path(args.models)
+    if not (d/'oof.csv').exists(): sys.exit(f"error: {d}/oof.csv not found: train with --folds K first (out-of-fold predictions of every training image)")
+    res = write_mislabel_review(d/'oof.csv', Path(args.out) if args.out else d/'mislabels', k=args.k, truth=args.key)
+    print(json.dumps(res, indent=2, default=str))
 
 def cmd_score(args):
     from mask_fastai.metrics import score_submission
@@ -133,10 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument('--train-people', type=int, default=100, help='demo train people (default: 100)')
     d.add_argument('--eval-people', type=int, default=40, help='demo eval people (default: 40)')
     d.add_argument('--quiet', action='store_true', help='no progress bars')
-    add_train_args(d, out='runs/demo', epochs=3, freeze_epochs=1, wandb='off', lr=3e-3, bs=32)
+    add_train_args(d, out='runs/demo', epochs=3, freeze_epochs=0, wandb='off', lr=3e-3, bs=32)
     t = sub.add_parser('train', help='train a model on a competition folder', description='Train one run and write its folder.')
     t.add_argument('--force', action='store_true', help='overwrite a non-empty --out')
     t.add_argument('--quiet', action='store_true', help='no progress bars')
+    t.add_argument('--folds', type=int, default=None, metavar='K', help='train all K person folds into --out/fold<k> and write out-of-fold predictions (oof.csv)')
+    t.add_argument('--resume', action='store_true', help='continue the interrupted run in --out from its last finished epoch, with its saved config')
     add_train_args(t)
     pr = sub.add_parser('predict', help='predict eval/info.csv into a submission', description='Predict every eval image in info.csv order.')
     pr.add_argument('--data', required=True, help='folder holding eval/')
@@ -146,17 +210,43 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument('--bs', type=int, default=64, help='batch size')
     pr.add_argument('--force', action='store_true', help='overwrite --out')
     pr.add_argument('--quiet', action='store_true', help='no progress bars')
+    pr.add_argument('--vote', default='soft', choices=['soft', 'hard'], help='combine several runs by mean probability (soft) or majority of their classes (hard)')
+    pr.add_argument('--offsets', default=None, metavar='FILE', help='decision offsets from `mask-fastai tune` (offsets.json)')
+    pr.add_argument('--pool-identities', action='store_true', help="group eval photos into people and share gender/age predictions within a group")
+    tu = sub.add_parser('tune', help='fit decision offsets for macro F1 on out-of-fold predictions', description='Fit per-class offsets on oof.csv (or valid_probs.csv) and write offsets.json.')
+    tu.add_argument('--models', required=True, help='k-fold folder (oof.csv) or run folder (valid_probs.csv)')
+    tu.add_argument('--structure', default='task', choices=['task', 'class'], help="'task': 8 offsets (one per task value); 'class': 18 free offsets")
+    tu.add_argument('--out', default=None, help='offsets file (default: MODELS/offsets.json)')
+    rp = sub.add_parser('report', help='analysis report of a run on its validation people', description='Confusion matrices, per-class table, top losses, misclassified images, t-SNE, Grad-CAM and report.html.')
+    rp.add_argument('--models', required=True, help='run folder')
+    rp.add_argument('--out', default=None, help='report folder (default: MODELS/report)')
+    ml = sub.add_parser('mislabels', help='rank training people whose labels the out-of-fold predictions contradict', description='Mislabel candidates (gender, age group, incorrect/normal swap) from oof.csv, or corrections from a reviewed list.')
+    ml.add_argument('--models', default=None, help='k-fold folder with oof.csv')
+    ml.add_argument('--k', type=int, default=24, help='candidates in the review grid (default: 24)')
+    ml.add_argument('--key', default=None, help='answer key of planted errors, to print precision/recall at k')
+    ml.add_argument('--reviewed', default=None, metavar='CSV', help='candidates.csv with an accept column filled: write it as a corrections file (--out)')
+    ml.add_argument('--out', default=None, help='review folder (default: MODELS/mislabels) or, with --reviewed, the corrections CSV')
     s = sub.add_parser('score', help='score a submission against an answer key', description='Macro F1 and per-task scores.')
     s.add_argument('submission'); s.add_argument('answers', help='CSV with ImageID,ans (e.g. answers/eval_labels.csv)')
     i = sub.add_parser('info', help='summarise a competition folder and list its problems', description='People, images and problems of a data folder.')
     i.add_argument('--data', default=None, help='competition folder (default: the demo set)')
     return p
 
-COMMANDS = dict(demo=cmd_demo, train=cmd_train, predict=cmd_predict, score=cmd_score, info=cmd_info)
+COMMANDS = dict(demo=cmd_demo, train=cmd_train, predict=cmd_predict, tune=cmd_tune, report=cmd_report, mislabels=cmd_mislabels,
+                score=cmd_score, info=cmd_info)
 
 def main(argv=None):
     "Entry point of the `mask-fastai` console script."
     import warnings
     warnings.filterwarnings('ignore', category=FutureWarning, message='.*torch.jit')
     args = build_parser().parse_args(argv)
-    COMMANDS[args.command](args)
+    from mask_fastai.data import DataProblemError
+    from mask_fastai.faces import FaceCropError
+    try: COMMANDS[args.command](args)
+    except DataProblemError as e:   # the full list of problems, without a traceback
+        msg = str(e).replace("pass problems='skip' to go on without the bad rows, or problems='return' to get the usable rows and this table.",
+                             "or pass --skip-bad to train on the rest (the skipped files are listed in OUT/skipped.csv).")
+        sys.exit(f"error: {msg}")
+    except (FaceCropError, FileNotFoundError) as e: sys.exit(f"error: {e}")
+
+if __name__ == '__main__' and Path(sys.argv[0]).name == 'cli.py': main()   # `python -m mask_fastai.cli`, e.g. under torchrun / accelerate launch

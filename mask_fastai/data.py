@@ -9,67 +9,158 @@ from importlib import resources
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 import numpy as np, pandas as pd
-from PIL import Image
+from PIL import Image, ImageOps, UnidentifiedImageError
 from .core import *
 
 # %% auto #0
-__all__ = ['PROBLEM_COLS', 'TRAIN_COLS', 'SWAP', 'DataProblemError', 'is_junk', 'image_info', 'read_train', 'set_labels',
-           'load_corrections', 'apply_corrections', 'write_tiny_train', 'apply_age_policy', 'read_eval']
+__all__ = ['PROBLEM_COLS', 'PROBLEM_MODES', 'ORIENTATION', 'TRAIN_COLS', 'MAX_AGE', 'SWAP', 'DataProblemError', 'ImageReadError',
+           'why_unreadable', 'upright_size', 'to_rgb', 'load_rgb', 'image_size', 'is_junk', 'image_info', 'read_train',
+           'set_labels', 'load_corrections', 'apply_corrections', 'write_tiny_train', 'apply_age_policy', 'read_eval']
 
 # %% ../nbs/01_data.ipynb #412946f8
 PROBLEM_COLS = ['kind', 'row', 'person', 'path', 'detail']
+PROBLEM_MODES = ('raise', 'return', 'skip')
 
 class DataProblemError(ValueError):
     "Raised when a data folder has problems; `.problems` holds the full table."
-    def __init__(self, what:str, problems:pd.DataFrame, max_lines:int=25):
+    def __init__(self, what:str, problems:pd.DataFrame, max_lines:int=25,
+                 hint:str="Fix them, pass problems='skip' to go on without the bad rows, or problems='return' to get the usable rows and this table."):
         self.problems = problems
         lines = [f"{len(problems)} problem(s) in {what}:"]
         for r in problems.head(max_lines).itertuples():
             row = f" (csv line {int(r.row)})" if pd.notna(r.row) else ''
             lines.append(f"  - {r.kind}{row}: {r.path or r.person}: {r.detail}")
         if len(problems) > max_lines: lines.append(f"  ... and {len(problems)-max_lines} more (see `.problems`)")
-        lines.append("Fix them, or pass problems='return' to get the usable rows and this table.")
+        lines.append(hint)
         super().__init__('\n'.join(lines))
 
 def _problems(rows) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=PROBLEM_COLS).astype({'row': 'Int64'})
 
-def _finish(df, probs, what, problems):
-    if problems not in ('raise', 'return'): raise ValueError(f"problems must be 'raise' or 'return', got {problems!r}")
+def _finish(df, probs, what, problems, **kw):
+    if problems not in PROBLEM_MODES: raise ValueError(f"problems must be one of {PROBLEM_MODES}, got {problems!r}")
     probs = _problems(probs)
     if problems == 'return': return df, probs
-    if len(probs): raise DataProblemError(what, probs)
-    return df
+    if len(probs) and (problems == 'raise' or not len(df)): raise DataProblemError(what, probs, **kw)
+    if problems == 'raise': return df
+    if len(probs): warnings.warn(f"{what}: skipped {len(probs)} problem(s) ({', '.join(f'{n} {k}' for k, n in probs.kind.value_counts().items())}); "
+                                 f"going on with {len(df)} image(s)", stacklevel=3)
+    return df, probs
 
 # %% ../nbs/01_data.ipynb #e1e3651e
-def is_junk(name:str) -> bool:
-    "macOS/Windows junk that sits beside real photos (`._mask1.jpg`, `.DS_Store`, `Thumbs.db`)."
-    return name.startswith('.') or name in ('Thumbs.db', 'desktop.ini')
+ORIENTATION = 0x0112            # the EXIF orientation tag
+_TRANSPOSED = (5, 6, 7, 8)      # orientations that swap width and height
+_HIGH_BIT = ('I', 'I;16', 'I;16L', 'I;16B', 'I;16N')
+_ALPHA = ('RGBA', 'LA', 'PA', 'RGBa', 'La')
 
-def image_info(path) -> tuple:
-    "`(width, height, error)` of an image file, reading the header and verifying the file; `error` is `None` when readable."
+class ImageReadError(OSError):
+    "An image file that cannot be read; `.path` and `.reason`, and the message is `path: reason`."
+    def __init__(self, path, reason=None):
+        self.path, self.reason = str(path), reason
+        super().__init__(str(path) if reason is None else f"{path}: {reason}")
+
+def _looks_like_text(head:bytes) -> bool:
+    return bool(head) and b'\0' not in head and len(head.decode('utf-8', errors='ignore')) >= 0.9 * len(head)
+
+def why_unreadable(path, e:Exception) -> str:
+    "A short reason why `path` could not be read, from the exception `e` and a look at the file."
+    p = Path(path)
+    if not p.exists(): return "file not found"
+    if p.is_dir(): return "is a folder, not an image file"
+    n = p.stat().st_size
+    if n == 0: return "empty file (0 bytes)"
+    if isinstance(e, UnidentifiedImageError):
+        with open(p, 'rb') as f: head = f.read(256)
+        if _looks_like_text(head): return f"not an image: a text/HTML file ({n} bytes, starts {head[:40]!r})"
+        return f"not an image format PIL can read ({n} bytes, starts {head[:8].hex(' ')})"
+    if 'truncated' in str(e).lower() or isinstance(e, EOFError): return f"truncated image ({n} bytes): {type(e).__name__}: {e}"
+    return f"{type(e).__name__}: {e}"
+
+def upright_size(im:Image.Image) -> tuple:
+    "`(width, height)` of an opened (not yet drafted) image once its EXIF orientation is applied."
+    w, h = im.size
+    return (h, w) if im.getexif().get(ORIENTATION, 1) in _TRANSPOSED else (w, h)
+
+def to_rgb(im:Image.Image, background=(255, 255, 255)) -> Image.Image:
+    "8-bit RGB version of `im`: alpha composited on `background`, 16-bit grayscale scaled to 8 bits, other modes converted."
+    if im.mode in _HIGH_BIT:
+        a = np.asarray(im, dtype=np.float64) / 257
+        return Image.fromarray(np.clip(a + 0.5, 0, 255).astype(np.uint8)).convert('RGB')
+    if im.mode == 'F': return Image.fromarray(np.clip(np.asarray(im) + 0.5, 0, 255).astype(np.uint8)).convert('RGB')
+    if im.mode in _ALPHA or 'transparency' in im.info:
+        im = im.convert('RGBA')
+        return Image.alpha_composite(Image.new('RGBA', im.size, (*background, 255)), im).convert('RGB')
+    return im if im.mode == 'RGB' else im.convert('RGB')
+
+def _decode(path, min_size=None, background=(255, 255, 255)) -> tuple:
+    "`(upright 8-bit RGB image, full upright (w, h))` of `path`, fully decoded (reduced scale for a JPEG when `min_size` allows)."
     try:
         with Image.open(path) as im:
-            w, h = im.size
-            im.verify()
+            turned = im.getexif().get(ORIENTATION, 1) in _TRANSPOSED
+            full = im.size[::-1] if turned else im.size
+            if min_size is not None and im.format == 'JPEG':
+                w, h = min_size
+                im.draft('RGB', (h, w) if turned else (w, h))     # draft works in stored (not upright) pixels
+            im.load()
+            im = ImageOps.exif_transpose(im)
+        return to_rgb(im, background), full
+    except ImageReadError: raise
+    except Exception as e: raise ImageReadError(path, why_unreadable(path, e)) from e
+
+def load_rgb(path, min_size=None, background=(255, 255, 255)) -> Image.Image:
+    "Upright (EXIF), fully decoded 8-bit RGB image of `path`; a JPEG may be decoded at 1/2..1/8 scale if that keeps it at least `min_size` (w, h)."
+    return _decode(path, min_size, background)[0]
+
+def image_size(path) -> tuple:
+    "Upright `(width, height)` of an image file from its header (PIL decodes a PNG to look for EXIF data after the pixels)."
+    try:
+        with Image.open(path) as im: return upright_size(im)
+    except Exception as e: raise ImageReadError(path, why_unreadable(path, e)) from e
+
+# %% ../nbs/01_data.ipynb #61a9dda8
+def is_junk(name:str) -> bool:
+    "macOS/Windows junk that sits beside real photos (`._mask1.jpg`, `.DS_Store`, `Thumbs.db`, `__MACOSX`)."
+    return name.startswith('.') or name in ('Thumbs.db', 'desktop.ini', '__MACOSX')
+
+def image_info(path) -> tuple:
+    "`(width, height, error)` of an image file: its upright size and `None`, or NaNs and why it cannot be read (a full, reduced-scale decode)."
+    try:
+        with Image.open(path) as im: im.verify()          # PNG checksums (nothing to do for a JPEG)
+        _, (w, h) = _decode(path, min_size=(1, 1))
         return w, h, None
-    except Exception as e: return np.nan, np.nan, f"unreadable image ({type(e).__name__}: {e})"
+    except Exception as e: return np.nan, np.nan, f"unreadable image: {e.reason if isinstance(e, ImageReadError) else why_unreadable(path, e)}"
 
 def _image_infos(paths, n_workers=8):
     with ThreadPoolExecutor(n_workers) as ex: return list(ex.map(image_info, paths))
 
-# %% ../nbs/01_data.ipynb #21a7204f
+# %% ../nbs/01_data.ipynb #544ccee3
 TRAIN_COLS = ('id', 'gender', 'race', 'age', 'path')
+MAX_AGE = 120
 _re_folder = re.compile(r'^(?P<id>[^_]+)_(?P<gender>[^_]+)_(?P<race>[^_]+)_(?P<age>[^_]+)$')
+_re_age = re.compile(r'\d{1,3}', re.ASCII)
 
 def _read_csv(fn, required) -> pd.DataFrame:
     fn = Path(fn)
     if not fn.exists(): raise FileNotFoundError(f"{fn} not found")
-    df = pd.read_csv(fn, dtype=str, encoding='utf-8-sig', keep_default_na=False)
-    df.columns = [c.strip() for c in df.columns]
+    try: df = pd.read_csv(fn, dtype=str, encoding='utf-8-sig', keep_default_na=False)
+    except UnicodeDecodeError as e: raise ValueError(f"{fn}: not UTF-8 text (byte {e.start} is {e.object[e.start:e.start+1]!r}); save it as CSV UTF-8") from None
+    except pd.errors.ParserError as e: raise ValueError(f"{fn}: cannot parse as CSV: {e}") from None
+    except pd.errors.EmptyDataError: raise ValueError(f"{fn}: empty file, expected a header line with columns {list(required)}") from None
+    df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in required if c not in df.columns]
     if missing: raise ValueError(f"{fn}: missing column(s) {missing}; found {list(df.columns)}")
-    return df.apply(lambda s: s.str.strip())
+    return df.fillna('').apply(lambda s: s.str.strip())    # a short row leaves NaN in its last columns
+
+def _lines(sel) -> str: return ', '.join(str(i + 2) for i in np.flatnonzero(sel))
+
+def _row_errors(p) -> list:
+    "What is wrong with the values of one train.csv row, one message per bad column."
+    errs = []
+    if not p['id']: errs.append("column 'id' is empty")
+    if p['gender'].lower() not in GENDER_NAMES: errs.append(f"column 'gender': {p['gender']!r} is not one of {GENDER_NAMES}")
+    if not _re_age.fullmatch(p['age']) or int(p['age']) > MAX_AGE: errs.append(f"column 'age': {p['age']!r} is not a whole number of years in 0..{MAX_AGE}")
+    if not p['path']: errs.append("column 'path' is empty")
+    return errs
 
 def _person_files(folder:Path):
     "Map stem -> list of image files in `folder`, and the list of other (non-junk) files."
@@ -80,27 +171,30 @@ def _person_files(folder:Path):
         else: other.append(f)
     return stems, other
 
-# %% ../nbs/01_data.ipynb #6f30588b
+# %% ../nbs/01_data.ipynb #89ca6706
 def read_train(path, corrections='default', age_bins=AGE_BINS, check_images:bool=True, problems:str='raise'):
-    "Read a competition `train` folder (or its parent) into one row per image; see the problems table for what is checked."
+    "Read a competition `train` folder (or its parent) into one row per image; `problems` is 'raise', 'return' or 'skip' (see above)."
     path = Path(path)
     if (path/'train').is_dir() and not (path/'train.csv').exists(): path = path/'train'
     csv, img_dir = path/'train.csv', path/'images'
     if not img_dir.is_dir(): raise FileNotFoundError(f"{img_dir} not found: expected train/images/<id>_<gender>_<race>_<age>/")
     people = _read_csv(csv, TRAIN_COLS)
+    people['path'] = people['path'].str.rstrip('/\\')
     probs, rows = [], []
-    dup = people['id'].duplicated(keep=False)
+    dup_id = people['id'].duplicated(keep=False) & (people['id'] != '')
+    dup_path = people['path'].duplicated(keep=False) & (people['path'] != '')
     for i, p in people.iterrows():
         line, pid, folder = i + 2, p['id'], img_dir/p['path']
         def bad(kind, detail, f=folder): probs.append((kind, line, pid, str(f), detail))
-        if dup[i]: bad('duplicate_id', f"id {pid!r} appears on {int((people['id']==pid).sum())} rows"); continue
-        gender = p['gender'].lower()
-        if gender not in GENDER_NAMES: bad('bad_value', f"column 'gender': {p['gender']!r} is not one of {GENDER_NAMES}"); continue
-        if not p['age'].isdigit(): bad('bad_value', f"column 'age': {p['age']!r} is not a non-negative whole number"); continue
-        age = int(p['age'])
-        if not p['path'] or not folder.is_dir(): bad('missing_folder', f"no folder {p['path']!r} in {img_dir}"); continue
+        if dup_id[i]: bad('duplicate_id', f"column 'id': id {pid!r} appears on {int((people['id'] == pid).sum())} rows (csv lines {_lines(people['id'] == pid)})"); continue
+        if dup_path[i]: bad('duplicate_path', f"column 'path': folder {p['path']!r} appears on {int((people['path'] == p['path']).sum())} rows (csv lines {_lines(people['path'] == p['path'])})"); continue
+        errs = _row_errors(p)
+        for e in errs: bad('bad_value', e)
+        if errs: continue
+        gender, age = p['gender'].lower(), int(p['age'])
+        if not folder.is_dir(): bad('missing_folder', f"column 'path': no folder {p['path']!r} in {img_dir}"); continue
         m = _re_folder.match(p['path'])
-        if m is None or m['id'] != pid: bad('folder_mismatch', f"folder name does not start with the id {pid!r} as <id>_<gender>_<race>_<age>")
+        if m is None or m['id'] != pid: bad('folder_mismatch', f"column 'path': folder name does not start with the id {pid!r} as <id>_<gender>_<race>_<age>"); continue
         stems, other = _person_files(folder)
         for f in other: bad('unknown_file', f"not a {'/'.join(IMAGE_EXTS)} image named by a known stem", f)
         for s in STEMS:
@@ -200,7 +294,8 @@ def apply_age_policy(df:pd.DataFrame, drop:tuple|None=None, relabel_from:int|Non
 
 # %% ../nbs/01_data.ipynb #08bcd121
 def read_eval(path, check_images:bool=True, problems:str='raise') -> pd.DataFrame:
-    "Read a competition `eval` folder (or its parent) into one row per `info.csv` row, in that order."
+    "Read a competition `eval` folder (or its parent) into one row per `info.csv` row, in that order; `problems` is 'raise' or 'return'."
+    if problems == 'skip': raise ValueError("read_eval cannot skip rows: a submission needs a prediction for every row of info.csv")
     path = Path(path)
     if (path/'eval').is_dir() and not (path/'info.csv').exists(): path = path/'eval'
     csv, img_dir = path/'info.csv', path/'images'
@@ -209,7 +304,8 @@ def read_eval(path, check_images:bool=True, problems:str='raise') -> pd.DataFram
     df = pd.DataFrame({'ImageID': info['ImageID'], 'path': [str(img_dir/i) for i in info['ImageID']]})
     probs = []
     for i, (iid, dup) in enumerate(zip(df.ImageID, df.ImageID.duplicated(keep=False))):
-        if dup: probs.append(('duplicate_image_id', i+2, '', str(img_dir/iid), f"ImageID {iid!r} appears on {int((df.ImageID==iid).sum())} rows"))
+        if not iid: probs.append(('missing_image', i+2, '', '', "column 'ImageID' is empty"))
+        elif dup: probs.append(('duplicate_image_id', i+2, '', str(img_dir/iid), f"column 'ImageID': {iid!r} appears on {int((df.ImageID==iid).sum())} rows (csv lines {_lines(df.ImageID == iid)})"))
         elif not (img_dir/iid).is_file(): probs.append(('missing_image', i+2, '', str(img_dir/iid), f"listed in {csv.name} but not in {img_dir}"))
     ok = ~df.ImageID.duplicated(keep=False) & df.path.map(lambda p: Path(p).is_file())
     if check_images:
@@ -221,4 +317,5 @@ def read_eval(path, check_images:bool=True, problems:str='raise') -> pd.DataFram
     listed = set(df.ImageID)
     extra = [f.name for f in img_dir.iterdir() if not is_junk(f.name) and f.name not in listed]
     if extra: warnings.warn(f"{len(extra)} image(s) in {img_dir} are not listed in {csv.name} and will not be predicted, e.g. {extra[:3]}")
-    return _finish(df[ok].reset_index(drop=True), sorted(probs, key=lambda p: p[1]), str(csv), problems)
+    return _finish(df[ok].reset_index(drop=True), sorted(probs, key=lambda p: p[1]), str(csv), problems,
+                   hint=f"A submission needs a prediction for every row of {csv.name}: fix or restore these images (or the csv).")

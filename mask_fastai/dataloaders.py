@@ -5,15 +5,18 @@
 # %% ../nbs/06_dataloaders.ipynb #aadbc3de
 from __future__ import annotations
 import hashlib, json, os
+from functools import partial
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from PIL import Image
 from fastai.vision.all import *
 from .core import *
 from .augment import AlbumentationsTransform
+from .data import load_rgb
 
 # %% auto #0
-__all__ = ['class_label', 'as_hw', 'image_stats', 'sample_weights', 'mask_datablock', 'mask_dataloaders']
+__all__ = ['class_label', 'as_hw', 'RGBImage', 'RGBImageBlock', 'decode_min_size', 'image_stats', 'sample_weights',
+           'mask_datablock', 'mask_dataloaders']
 
 # %% ../nbs/06_dataloaders.ipynb #aa9dca50
 def class_label(row) -> str:
@@ -24,17 +27,32 @@ def as_hw(size) -> tuple:
     "`(height, width)` from an int (square) or a `(height, width)` pair."
     return (size, size) if isinstance(size, int) else tuple(size)
 
+# %% ../nbs/06_dataloaders.ipynb #8ce3e220
+class RGBImage(PILImage):
+    "A `PILImage` whose files are opened by `load_rgb` (upright, 8-bit RGB; JPEGs at reduced scale down to `min_size`)."
+    @classmethod
+    def create(cls, fn, min_size=None, **kwargs):
+        if isinstance(fn, (str, Path)): return cls(load_rgb(fn, min_size))
+        return super().create(fn, **kwargs)
+
+def RGBImageBlock(min_size=None) -> TransformBlock:
+    "fastai's `ImageBlock` with `RGBImage`: images opened by `load_rgb`, optionally no smaller than `min_size` (w, h)."
+    return TransformBlock(type_tfms=partial(RGBImage.create, min_size=min_size), batch_tfms=IntToFloatTensor)
+
+def decode_min_size(size, factor:int=4) -> tuple:
+    "`(w, h)` below which a photo for a model of input `size` ((h, w) or int) is not decoded: `factor` x the input size."
+    h, w = as_hw(size)
+    return factor * w, factor * h
+
 # %% ../nbs/06_dataloaders.ipynb #3cc3b9b8
 def _load_resized(path, hw):
-    with Image.open(path) as im:
-        im.draft('RGB', (hw[1] * 2, hw[0] * 2))
-        return np.asarray(im.convert('RGB').resize((hw[1], hw[0]), Image.BILINEAR), dtype=np.float64) / 255.
+    return np.asarray(load_rgb(path, min_size=(hw[1] * 2, hw[0] * 2)).resize((hw[1], hw[0]), Image.BILINEAR), dtype=np.float64) / 255.
 
 def image_stats(paths, size=(128, 96), max_images:int=2000, cache:bool=True, seed:int=0) -> tuple:
     "Per-channel `(mean, std)` (lists of 3 floats in 0..1) of up to `max_images` of `paths` resized to `size`."
     hw, paths = as_hw(size), sorted(map(str, paths))
     if not paths: raise ValueError("image_stats needs at least one image")
-    key = hashlib.sha1(json.dumps([paths, hw, max_images, seed]).encode()).hexdigest()[:16]
+    key = hashlib.sha1(json.dumps([paths, hw, max_images, seed, 'load_rgb']).encode()).hexdigest()[:16]
     fn = cache_dir('stats', f'{key}.json')
     if cache and fn.exists(): 
         d = json.loads(fn.read_text()); return d['mean'], d['std']
@@ -59,23 +77,24 @@ def sample_weights(df:pd.DataFrame, col:str='label', power:float=0.5) -> np.ndar
     return w / w.sum()
 
 # %% ../nbs/06_dataloaders.ipynb #21082aa1
-def mask_datablock(size=(128, 96), aug='default', stats=None, img_col:str='path', valid_col:str='is_valid') -> DataBlock:
-    "DataBlock from an image table: `img_col` -> 18-class `Category`, split on `valid_col`, `aug` on the training split only."
+def mask_datablock(size=(128, 96), aug='default', stats=None, img_col:str='path', valid_col:str='is_valid', age_target:bool=False) -> DataBlock:
+    "DataBlock from an image table: `img_col` -> 18-class `Category` (and, with `age_target`, the true age as a second target), split on `valid_col`, `aug` on the training split only."
     batch_tfms = [Normalize.from_stats(*stats)] if stats is not None else []
-    return DataBlock(blocks=(ImageBlock, CategoryBlock(vocab=list(CLASS_NAMES), sort=False)),
-                     get_x=ColReader(img_col), get_y=class_label, splitter=ColSplitter(valid_col),
+    ys = (CategoryBlock(vocab=list(CLASS_NAMES), sort=False),) + ((RegressionBlock(),) if age_target else ())
+    return DataBlock(blocks=(RGBImageBlock(decode_min_size(size)), *ys), n_inp=1,
+                     get_x=ColReader(img_col), get_y=[class_label, ColReader('age')] if age_target else class_label, splitter=ColSplitter(valid_col),
                      item_tfms=[Resize(as_hw(size), method=ResizeMethod.Squish), AlbumentationsTransform(aug)],
                      batch_tfms=batch_tfms)
 
 def mask_dataloaders(df:pd.DataFrame, size=(128, 96), bs:int=64, aug='default', img_col:str='path',
                      stats='auto', weighted:str|None=None, weight_power:float=0.5, num_workers:int|None=None,
-                     valid_col:str='is_valid', **kwargs) -> DataLoaders:
+                     valid_col:str='is_valid', age_target:bool=False, **kwargs) -> DataLoaders:
     "DataLoaders for a split image table (`is_valid` column, e.g. from `person_holdout`)."
     if valid_col not in df: raise ValueError(f"df has no {valid_col!r} column: split it first (person_holdout / person_folds + set_fold)")
     if not (~df[valid_col]).any(): raise ValueError("the training split is empty")
     df = df.reset_index(drop=True)
     if isinstance(stats, str) and stats == 'auto': stats = image_stats(df.loc[~df[valid_col], img_col], size)
-    dblock = mask_datablock(size, aug, stats, img_col, valid_col)
+    dblock = mask_datablock(size, aug, stats, img_col, valid_col, age_target)
     if num_workers is None: num_workers = min(8, os.cpu_count() or 1)
     kw = dict(bs=bs, num_workers=num_workers, **kwargs)
     if weighted: dls = dblock.weighted_dataloaders(df, sample_weights(df, weighted, weight_power), **kw)

@@ -12,10 +12,11 @@ import numpy as np, pandas as pd, torch
 from PIL import Image
 from fastprogress.fastprogress import progress_bar
 from .core import cache_dir as core_cache_dir
+from .data import load_rgb, image_size, ImageReadError, why_unreadable
 
 # %% auto #0
-__all__ = ['ASPECT', 'FACES_VERSION', 'CROP_COLS', 'fit_box', 'face_box', 'portrait_box', 'default_device', 'torch_threads',
-           'FaceCropError', 'face_crops', 'add_face_crops', 'crop_summary']
+__all__ = ['ASPECT', 'FACES_VERSION', 'CROP_COLS', 'DRAFT_FACTOR', 'fit_box', 'face_box', 'portrait_box', 'default_device',
+           'torch_threads', 'FaceCropError', 'face_crops', 'add_face_crops', 'crop_summary']
 
 # %% ../nbs/04_faces.ipynb #3c06bd4b
 ASPECT = 3 / 4
@@ -61,6 +62,7 @@ def torch_threads(n:int|None):
 
 def _detect_batch(ims:list, device:str, min_face_size:int=40, thresholds:tuple=(0.6, 0.7, 0.7), num_threads:int|None=1) -> list:
     "Most confident `(box, prob)` of each PIL image in `ims` (all the same size), or `None` where no face is found."
+    if not ims or min(ims[0].size) < min_face_size: return [None] * len(ims)   # MTCNN has no scale to search (and crashes)
     det = _mtcnn(str(device), int(min_face_size), tuple(thresholds))
     with torch.no_grad(), torch_threads(num_threads if str(device) == 'cpu' else None): boxes, probs = det.detect(list(ims))
     res = []
@@ -71,7 +73,7 @@ def _detect_batch(ims:list, device:str, min_face_size:int=40, thresholds:tuple=(
     return res
 
 # %% ../nbs/04_faces.ipynb #90f095fe
-FACES_VERSION = 'faces-1'
+FACES_VERSION = 'faces-2'
 
 def _cache_key(path:Path, st:os.stat_result, params:dict) -> str:
     d = dict(path=str(path), nbytes=st.st_size, mtime_ns=st.st_mtime_ns, **params)
@@ -115,16 +117,18 @@ class FaceCropError(ValueError):
         lines.append("Crops of the readable images were cached; fix or remove these files and run again.")
         super().__init__('\n'.join(lines))
 
-def _err(e:Exception) -> str: return f"{type(e).__name__}: {e}"
+def _err(e:Exception) -> str: return e.reason if isinstance(e, ImageReadError) and e.reason else f"{type(e).__name__}: {e}"
 
 def _detect_shape(w:int, h:int, detect_size:int|None) -> tuple:
     s = 1. if not detect_size else min(1., detect_size / max(w, h))
     return max(1, round(w*s)), max(1, round(h*s))
 
-def _load(path:str, shape:tuple):
-    "Full-size RGB image and a copy resized to `shape` for detection, or the error."
+DRAFT_FACTOR = 4
+
+def _load(path:str, shape:tuple, size:tuple):
+    "Upright RGB image (a large JPEG at reduced scale, still `DRAFT_FACTOR` x the crop `size`) and a copy resized to `shape` for detection, or the error."
     try:
-        with Image.open(path) as im: im = im.convert('RGB')
+        im = load_rgb(path, min_size=(max(shape[0], DRAFT_FACTOR * size[0]), max(shape[1], DRAFT_FACTOR * size[1])))
         return im, (im if im.size == shape else im.resize(shape, Image.BILINEAR))
     except Exception as e: return e
 
@@ -145,7 +149,7 @@ def face_crops(paths, cache_dir=None, margin:float=0.3, size:tuple=(192, 256), d
 
     def lookup(p):
         try: rp = Path(p).resolve(); st = rp.stat()
-        except OSError as e: return None, e
+        except OSError as e: return None, ImageReadError(p, why_unreadable(p, e))
         key = _cache_key(rp, st, params)
         jpg, meta = _entry(root, key)
         m = _read_entry(jpg, meta, size)
@@ -157,24 +161,25 @@ def face_crops(paths, cache_dir=None, margin:float=0.3, size:tuple=(192, 256), d
         elif m is not None: out[i] = dict(m, cached=True)
         else: todo.setdefault(key, []).append(i)
 
-    groups = {}                                          # detection shape -> [(key, path)]
+    groups = {}                                          # detection shape -> [(key, path, upright full size)]
     def header(key):
         p = paths[todo[key][0]]
-        try:
-            with Image.open(p) as im: return key, p, im.size, None
+        try: return key, p, image_size(p), None
         except Exception as e: return key, p, None, e
     with ThreadPoolExecutor(n_workers) as ex: heads = list(ex.map(header, todo))
     for key, p, wh, e in heads:
         if e is not None: errors[p] = _err(e)
-        else: groups.setdefault(_detect_shape(*wh, detect_size), []).append((key, p))
+        else: groups.setdefault(_detect_shape(*wh, detect_size), []).append((key, p, wh))
     batches = [(shape, g[i:i+batch_size]) for shape, g in groups.items() for i in range(0, len(g), batch_size)]
 
-    def save(key, im, res):
-        w, h = im.size
+    def save(key, im, wh, res):
+        (w, h), sx, sy = wh, im.width / wh[0], im.height / wh[1]          # box in full-size pixels, `im` may be reduced
         if res is not None and res[1] >= min_prob: box, prob = face_box(res[0], w, h, margin), res[1]
         else: box, prob = portrait_box(w, h, fallback_width, fallback_cy), float('nan')
+        x0, y0 = round(box[0]*sx), round(box[1]*sy)
+        crop_box = (x0, y0, max(round(box[2]*sx), x0 + 1), max(round(box[3]*sy), y0 + 1))      # `box` itself when not reduced
         buf = io.BytesIO()
-        im.crop(box).resize(size, Image.LANCZOS).save(buf, 'JPEG', quality=quality)
+        im.crop(crop_box).resize(size, Image.LANCZOS).save(buf, 'JPEG', quality=quality)
         jpg, meta = _entry(root, key)
         _atomic_write(jpg, buf.getvalue())
         m = dict(version=FACES_VERSION, crop_path=str(jpg), detected=not np.isnan(prob), prob=None if np.isnan(prob) else prob,
@@ -183,19 +188,19 @@ def face_crops(paths, cache_dir=None, margin:float=0.3, size:tuple=(192, 256), d
         return m
 
     with ThreadPoolExecutor(n_workers) as ex:            # loads the next batch and saves crops while MTCNN runs
-        load = lambda i: [ex.submit(_load, p, batches[i][0]) for _, p in batches[i][1]] if i < len(batches) else []
+        load = lambda i: [ex.submit(_load, p, batches[i][0], size) for _, p, _ in batches[i][1]] if i < len(batches) else []
         pending, saves = load(0), []
         for bi in (progress_bar(range(len(batches)), leave=False) if progress and batches else range(len(batches))):
             loaded, pending = [f.result() for f in pending], load(bi + 1)
             ok = []
-            for (key, p), r in zip(batches[bi][1], loaded):
+            for (key, p, wh), r in zip(batches[bi][1], loaded):
                 if isinstance(r, Exception): errors[p] = _err(r)
-                else: ok.append((key, *r))
+                else: ok.append((key, wh, *r))
             if not ok: continue
-            dets = _detect_batch([o[2] for o in ok], device, min_face_size, thresholds, num_threads)
-            for (key, full, small), r in zip(ok, dets):
-                if r is not None: r = (r[0] * np.tile([full.width/small.width, full.height/small.height], 2), r[1])
-                saves.append((key, ex.submit(save, key, full, r)))
+            dets = _detect_batch([o[3] for o in ok], device, min_face_size, thresholds, num_threads)
+            for (key, wh, im, small), r in zip(ok, dets):
+                if r is not None: r = (r[0] * np.tile([wh[0]/small.width, wh[1]/small.height], 2), r[1])
+                saves.append((key, ex.submit(save, key, im, wh, r)))
         for key, f in saves:
             m = f.result()
             for i in todo[key]: out[i] = dict(m, cached=False)

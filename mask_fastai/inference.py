@@ -11,16 +11,17 @@ from fastai.vision.all import *
 from .core import *
 from .data import read_eval
 from .faces import add_face_crops
-from .dataloaders import as_hw
+from functools import partial
+from .dataloaders import as_hw, RGBImage, decode_min_size
 from .model import load_mask_model
 
 # %% auto #0
-__all__ = ['image_dl', 'predict_probs', 'check_submission', 'write_submission', 'load_runs', 'predict_folder']
+__all__ = ['image_dl', 'predict_probs', 'check_submission', 'write_submission', 'run_dirs', 'load_runs', 'predict_folder']
 
 # %% ../nbs/12_inference.ipynb #59d0ce6c
 def image_dl(paths, size=(128, 96), stats=None, bs:int=64, num_workers:int|None=None, device=None) -> TfmdDL:
     "An unshuffled fastai DataLoader yielding normalised image batches for `paths`, in order."
-    dsets = Datasets(list(map(str, paths)), tfms=[[PILImage.create]])
+    dsets = Datasets(list(map(str, paths)), tfms=[[partial(RGBImage.create, min_size=decode_min_size(size))]])   # decoded as in training
     after_batch = [IntToFloatTensor()] + ([Normalize.from_stats(*stats)] if stats is not None else [])
     if num_workers is None: num_workers = min(8, os.cpu_count() or 1)
     return TfmdDL(dsets, bs=bs, shuffle=False, drop_last=False, num_workers=num_workers,
@@ -28,15 +29,21 @@ def image_dl(paths, size=(128, 96), stats=None, bs:int=64, num_workers:int|None=
                   device=device or default_device())
 
 @torch.no_grad()
-def predict_probs(model, dl, tta:bool=False) -> torch.Tensor:
-    "`(n, 18)` class probabilities of `model` over `dl`; `tta` averages with horizontally flipped images."
+def predict_probs(model, dl, tta:bool=False, embeddings:bool=False):
+    "`(n, 18)` class probabilities of `model` over `dl`; `tta` averages with horizontally flipped images; `embeddings` also returns the body's pooled features `(n, d)` (averaged likewise)."
     model = model.to(dl.device).eval()
-    out = []
+    def probs(x):
+        feats = model.body(x)
+        return F.softmax(model.head.forward_tasks(feats)['joint'].float(), -1), feats.float()
+    out, embs = [], []
     for (xb,) in dl:
-        p = F.softmax(model(xb).float(), -1)
-        if tta: p = (p + F.softmax(model(xb.flip(-1)).float(), -1)) / 2
-        out.append(p.cpu())
-    return torch.cat(out) if out else torch.zeros(0, N_CLASSES)
+        xb = xb.contiguous(memory_format=torch.channels_last)
+        p, e = probs(xb)
+        if tta: p, e = ((a + b) / 2 for a, b in zip((p, e), probs(xb.flip(-1))))
+        out.append(p.cpu()); embs.append(e.cpu())
+    p = torch.cat(out) if out else torch.zeros(0, N_CLASSES)
+    if not embeddings: return p
+    return p, (torch.cat(embs) if embs else torch.zeros(0, 0))
 
 # %% ../nbs/12_inference.ipynb #5bf28ce5
 def check_submission(sub:pd.DataFrame, info:pd.DataFrame):
@@ -59,25 +66,55 @@ def write_submission(info:pd.DataFrame, ans, out) -> Path:
     return out
 
 # %% ../nbs/12_inference.ipynb #6cd06e29
-def load_runs(dirs) -> list:
-    "Load saved runs: `[(model, config_dict)]`; all must share input size and crop setting."
-    runs = []
+def run_dirs(dirs) -> list:
+    "Run folders in `dirs`: a run folder stands for itself, a k-fold folder (`train --folds`) for its fold runs."
+    res = []
     for d in ([dirs] if isinstance(dirs, (str, Path)) else dirs):
+        d = Path(d)
+        if (d/'config.json').exists(): res.append(d)
+        elif (d/'kfold.json').exists():
+            folds = sorted(d.glob('fold*/config.json'), key=lambda f: int(f.parent.name[4:]))
+            if not folds: raise FileNotFoundError(f"{d} is a k-fold folder without finished fold runs")
+            res += [f.parent for f in folds]
+        else: raise FileNotFoundError(f"{d} is not a run folder (no config.json) nor a k-fold folder (no kfold.json)")
+    return res
+
+def load_runs(dirs) -> list:
+    "Load saved runs (k-fold folders expand to their folds): `[(model, config_dict)]`; all must share input size and crop setting."
+    runs = []
+    for d in run_dirs(dirs):
         model, _ = load_mask_model(d)
         runs.append((model, json.loads((Path(d)/'config.json').read_text())))
     keys = {(tuple(c['size']), c['train']['crop'], c['train'].get('crop_margin')) for _, c in runs}
     if len(keys) > 1: raise ValueError(f"runs differ in input size or crop settings: {keys}; predict them separately and average the probability files")
     return runs
 
-def predict_folder(data, runs, out='submission.csv', tta:bool=False, bs:int=64, num_workers:int|None=None, progress:bool=True) -> pd.DataFrame:
-    "Predict every row of `data`/eval/info.csv with the saved `runs`, write the submission `out` and `<out>.probs.csv`."
+def predict_folder(data, runs, out='submission.csv', tta:bool=False, bs:int=64, num_workers:int|None=None, progress:bool=True,
+                   vote:str='soft', offsets=None, pool_identities:bool=False) -> pd.DataFrame:
+    "Predict every row of `data`/eval/info.csv with the saved `runs` (soft or hard `vote`), optionally pool identities and apply decision `offsets` (a file), write the submission `out` and `<out>.probs.csv`."
+    from mask_fastai import postprocess as pp
+    if vote not in ('soft', 'hard'): raise ValueError(f"vote must be 'soft' or 'hard', got {vote!r}")
+    if vote == 'hard' and (offsets is not None or pool_identities): raise ValueError("offsets and identity pooling work on probabilities: use vote='soft'")
+    off = pp.load_offsets(offsets) if offsets is not None else None   # fail before the long part
     info = read_eval(data)
     runs = load_runs(runs)
     t = runs[0][1]['train']
     df = add_face_crops(info, margin=t['crop_margin'], progress=progress) if t['crop'] else info
     col = 'crop_path' if t['crop'] else 'path'
-    probs = torch.stack([predict_probs(m, image_dl(df[col], c['size'], c['stats'], bs, num_workers), tta) for m, c in runs]).mean(0)
-    out = write_submission(info, probs.argmax(-1).numpy(), out)
-    pr = pd.DataFrame(probs.numpy(), columns=[f'p{c}' for c in range(N_CLASSES)]); pr.insert(0, 'ImageID', info.ImageID)
+    per_run, emb = [], None
+    for i, (m, c) in enumerate(runs):
+        res = predict_probs(m, image_dl(df[col], c['size'], c['stats'], bs, num_workers), tta, embeddings=pool_identities and i == 0)
+        if pool_identities and i == 0: res, emb = res
+        per_run.append(res.numpy())
+    probs = pp.soft_vote(per_run)
+    extra = {}
+    if pool_identities:
+        groups = pp.identity_groups(probs, info['path'].tolist(), embeddings=emb)
+        probs, extra['group'] = pp.pool_identities(probs, groups), groups
+    if off is not None: probs = pp.apply_offsets(probs, off)
+    ans = pp.hard_vote(per_run) if vote == 'hard' else probs.argmax(1)
+    out = write_submission(info, ans, out)
+    pr = pd.DataFrame(probs, columns=[f'p{c}' for c in range(N_CLASSES)]); pr.insert(0, 'ImageID', info.ImageID)
+    for k, v in extra.items(): pr[k] = v
     tmp = out.with_name(f'.{out.name}.probs.tmp'); pr.to_csv(tmp, index=False, float_format='%.6f'); os.replace(tmp, out.with_suffix('.probs.csv'))
     return pd.read_csv(out)

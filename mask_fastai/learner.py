@@ -4,26 +4,29 @@
 
 # %% ../nbs/11_learner.ipynb #a0857612
 from __future__ import annotations
-import dataclasses, json, os, time
+import dataclasses, json, os, shutil, time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from fastai.vision.all import *
 from fastai.callback.channelslast import ChannelsLast
+from contextlib import contextmanager
 from .core import *
 from .data import read_train, apply_age_policy
 from .splits import person_holdout, person_folds, set_fold, check_person_overlap
 from .faces import add_face_crops, crop_summary
 from .dataloaders import mask_dataloaders, as_hw
-from .model import ModelConfig, create_mask_model, mask_splitter, save_mask_model, load_mask_model
+from .model import ModelConfig, create_mask_model, mask_splitter, save_mask_model, load_mask_model, norm_stats
 from .losses import MultiTaskLoss
 from .metrics import mask_metrics, mask_scores
 from .callbacks import CutMix, HalfCutMix, SameLabelCutMix, MixUp, wandb_callbacks
 
 # %% auto #0
-__all__ = ['MIXERS', 'TrainConfig', 'demo_or_data', 'prepare_data', 'run_dataloaders', 'describe_split', 'mask_loss',
-           'mixer_callbacks', 'mask_learner', 'EpochHistory', 'atomic_write_text', 'fit_recipe', 'evaluate',
-           'train_run', 'save_run', 'load_run']
+__all__ = ['MIXERS', 'PROB_COLS', 'TrainConfig', 'demo_or_data', 'prepare_data', 'run_dataloaders', 'describe_split',
+           'uses_fine_age', 'mask_loss', 'FirstTargetOnly', 'mixer_callbacks', 'mask_learner', 'EpochHistory',
+           'atomic_write_text', 'fit_one_cycle_from', 'recipe_phases', 'ResumeCheckpoint', 'read_checkpoint_state',
+           'fit_recipe', 'evaluate', 'init_distributed', 'rank0_first', 'distributed', 'train_run', 'save_run',
+           'load_run', 'train_folds']
 
 # %% ../nbs/11_learner.ipynb #a34d3b3d
 @dataclass
@@ -38,10 +41,12 @@ class TrainConfig:
     dropout: float = 0.2
     ms_dropout: int = 0              # multi-sample dropout: number of dropout samples (0 = off)
     age_head: str = 'group'          # 'group' or 'fine' (5-year bins summed into the groups)
+    fine_age_weight: float = 1.0     # with age_head='fine': weight of the fine-bin loss on the true ages
     # data
     size: tuple = (128, 96)          # (height, width) of the network input
     crop: bool = True                # train on MTCNN face crops (cached) instead of whole photos
     crop_margin: float = 0.3
+    norm: str = 'data'               # normalise with the training images' stats ('data') or the pretrained weights' ('model')
     aug: str = 'default'             # augmentation recipe (see `augment.AUG_RECIPES`)
     sampler: str|None = None         # None, 'label' or 'age_group': weighted sampling of rare classes
     weight_power: float = 0.5
@@ -52,11 +57,13 @@ class TrainConfig:
     age_drop: tuple|None = None      # training only: drop people with age in [lo, hi]
     age_relabel_from: int|None = None  # training only: ages >= this count as the oldest group
     corrections: str|None = 'default'
+    skip_bad: bool = False           # drop unreadable images / bad rows (listed in skipped.csv) instead of stopping with the full list
     # optimisation
     bs: int = 64
     epochs: int = 5
-    freeze_epochs: int = 1
+    freeze_epochs: int = 0
     lr: float|None = 2e-3            # None: use lr_find's suggestion
+    lr_mult: float = 1               # the body trains at lr/lr_mult (fastai's fine_tune uses 100; 1 won on maskbench-dev, see README)
     wd: float = 0.01
     loss: str = 'focal'              # 'ce' or 'focal'
     gamma: float = 2.0
@@ -90,9 +97,13 @@ def demo_or_data(data) -> Path:
     from mask_fastai.demo import demo_data
     return Path(demo_data())
 
-def prepare_data(cfg:TrainConfig, progress:bool=True) -> pd.DataFrame:
-    "The split image table of a run: read, correct, crop, split by person, age policy on training rows."
-    df = read_train(demo_or_data(cfg.data), corrections=cfg.corrections, age_bins=cfg.age_bins)
+def prepare_data(cfg:TrainConfig, progress:bool=True, skipped_csv=None) -> pd.DataFrame:
+    "The split image table of a run: read, correct, crop, split by person, age policy on training rows. With `cfg.skip_bad`, what was dropped goes to `skipped_csv`."
+    kw = dict(corrections=cfg.corrections, age_bins=cfg.age_bins)
+    if cfg.skip_bad:
+        df, skipped = read_train(demo_or_data(cfg.data), problems='skip', **kw)
+        if skipped_csv is not None: atomic_write_text(skipped_csv, skipped.to_csv(index=False))   # kind,row,person,path,detail
+    else: df = read_train(demo_or_data(cfg.data), **kw)
     if cfg.crop: df = add_face_crops(df, margin=cfg.crop_margin, progress=progress)
     if cfg.fold is None: df = person_holdout(df, cfg.valid_pct, seed=cfg.seed)
     else: df = set_fold(person_folds(df, cfg.n_folds, seed=cfg.seed), cfg.fold)
@@ -103,7 +114,10 @@ def prepare_data(cfg:TrainConfig, progress:bool=True) -> pd.DataFrame:
 
 def run_dataloaders(df:pd.DataFrame, cfg:TrainConfig) -> DataLoaders:
     "DataLoaders of a run from its split table."
-    return mask_dataloaders(df, size=cfg.size, bs=cfg.bs, aug=cfg.aug, img_col='crop_path' if cfg.crop else 'path',
+    if cfg.norm not in ('data', 'model'): raise ValueError(f"norm must be 'data' or 'model', got {cfg.norm!r}")
+    stats = 'auto' if cfg.norm == 'data' else norm_stats(cfg.arch)
+    return mask_dataloaders(df, size=cfg.size, bs=cfg.bs, aug=cfg.aug, img_col='crop_path' if cfg.crop else 'path', stats=stats,
+                            age_target=uses_fine_age(cfg),
                             weighted=cfg.sampler, weight_power=cfg.weight_power, num_workers=cfg.num_workers)
 
 def describe_split(df:pd.DataFrame) -> str:
@@ -120,10 +134,19 @@ def describe_split(df:pd.DataFrame) -> str:
 # %% ../nbs/11_learner.ipynb #6f17e1cf
 MIXERS = {'none': None, 'random': CutMix, 'half': HalfCutMix, 'same': SameLabelCutMix, 'mixup': MixUp}
 
+def uses_fine_age(cfg:TrainConfig) -> bool:
+    "Does the run supervise a fine age head with the true ages (a second target)?"
+    return cfg.age_head == 'fine' and cfg.fine_age_weight > 0
+
 def mask_loss(cfg:TrainConfig, labels=None) -> MultiTaskLoss:
     "The multi-task loss of a run; `labels` (training 18-class ids) feed `class_weights='inverse'`."
     return MultiTaskLoss(task_weights=cfg.task_weights, loss=cfg.loss, gamma=cfg.gamma, label_smoothing=cfg.label_smoothing,
-                         class_weights=cfg.class_weights, labels=labels)
+                         class_weights=cfg.class_weights, labels=labels, fine_age_weight=cfg.fine_age_weight if uses_fine_age(cfg) else 0.)
+
+class FirstTargetOnly(Callback):
+    "After the loss, keep only the 18-class target in `yb`: the true age is a second target for the loss alone, metrics and `get_preds` see one."
+    def after_loss(self):
+        if len(self.learn.yb) > 1: self.learn.yb = self.learn.yb[:1]
 
 def mixer_callbacks(cfg:TrainConfig) -> list:
     "The CutMix/MixUp callback of a run, if any."
@@ -138,6 +161,9 @@ def mask_learner(dls:DataLoaders, cfg:TrainConfig, path=None, cbs=None) -> Learn
     learn = Learner(dls, model, loss_func=mask_loss(cfg, labels), metrics=mask_metrics(), splitter=mask_splitter,
                     wd=cfg.wd, path=path or cfg.out, model_dir='checkpoints', cbs=mixer_callbacks(cfg) + list(cbs or []))
     learn.add_cb(ChannelsLast())    # faster convolutions on CPU (oneDNN) and GPU alike
+    if uses_fine_age(cfg):
+        learn.loss_func.fine_logits = lambda: model.fine_age_logits
+        learn.add_cb(FirstTargetOnly())
     if dls.device is not None and dls.device.type == 'cuda': learn = learn.to_fp16()
     return learn
 
@@ -168,15 +194,67 @@ def atomic_write_text(fn, text:str):
     tmp.write_text(text); os.replace(tmp, fn)
 
 # %% ../nbs/11_learner.ipynb #355eab2c
-def fit_recipe(learn:Learner, cfg:TrainConfig):
-    "One-cycle fine-tuning: `freeze_epochs` on the head (0: none), then `epochs` on everything, keeping the best epoch by f1_macro."
-    cbs = [SaveModelCallback(monitor='f1_macro', comp=np.greater, fname='best', with_opt=False)]
-    if cfg.early_stop: cbs.append(EarlyStoppingCallback(monitor='f1_macro', comp=np.greater, patience=cfg.early_stop))
-    lr = cfg.lr if cfg.lr is not None else learn.lr_find(show_plot=False).valley
-    if cfg.freeze_epochs: learn.fine_tune(cfg.epochs, base_lr=lr, freeze_epochs=cfg.freeze_epochs, cbs=cbs)
-    else:   # fine_tune would run an empty frozen fit, after which save-best has nothing to load
-        learn.unfreeze()
-        learn.fit_one_cycle(cfg.epochs, slice(lr / 100, lr), cbs=cbs)
+def fit_one_cycle_from(learn:Learner, n_epoch:int, lr_max, start_epoch:int=0, div=25., div_final=1e5, pct_start=0.25, cbs=None):
+    "`learn.fit_one_cycle(n_epoch, lr_max, ...)` resumed at `start_epoch`: runs the remaining epochs on the tail of the same schedule."
+    if not 0 <= start_epoch < n_epoch: raise ValueError(f"start_epoch must be in [0, {n_epoch}), got {start_epoch}")
+    if learn.opt is None: learn.create_opt()
+    learn.opt.set_hyper('lr', learn.lr if lr_max is None else lr_max)
+    lr_max = np.array([h['lr'] for h in learn.opt.hypers])
+    start = start_epoch / n_epoch
+    def tail(f): return lambda pos: f(start + pos * (1 - start))
+    scheds = {'lr': tail(combined_cos(pct_start, lr_max/div, lr_max, lr_max/div_final)), 'mom': tail(combined_cos(pct_start, *learn.moms))}
+    learn.fit(n_epoch - start_epoch, cbs=ParamScheduler(scheds) + L(cbs))
+
+# %% ../nbs/11_learner.ipynb #87f79a46
+def recipe_phases(cfg:TrainConfig, lr:float) -> list:
+    "The fits of a run: `[(name, epochs, lr_max, one-cycle kwargs)]`, as fastai's `fine_tune` does them."
+    if not cfg.freeze_epochs: return [('unfrozen', cfg.epochs, slice(lr / cfg.lr_mult, lr), {})]
+    return [('frozen', cfg.freeze_epochs, slice(lr), dict(pct_start=0.99)),
+            ('unfrozen', cfg.epochs, slice(lr / 2 / cfg.lr_mult, lr / 2), dict(pct_start=0.3, div=5.0))]
+
+class ResumeCheckpoint(Callback):
+    "After each trained epoch write `checkpoints/last.pth` (model + optimizer) and `checkpoints/state.json` (config, phase, epoch, best), atomically."
+    order = SaveModelCallback.order + 1   # after save-best, so `best` is up to date
+    def __init__(self, cfg:TrainConfig, phase:int, start_epoch:int=0, lr:float|None=None, best_cb=None):
+        store_attr()
+    def before_train(self): self.trained = True
+    def before_epoch(self): self.trained = False
+    def after_epoch(self):
+        if not self.trained or hasattr(self.learn, 'lr_finder') or rank_distrib(): return
+        d = Path(self.learn.path)/self.learn.model_dir; d.mkdir(parents=True, exist_ok=True)
+        self.learn.save('last.tmp', with_opt=True)
+        os.replace(d/'last.tmp.pth', d/'last.pth')
+        best = getattr(self.best_cb, 'best', None)
+        state = dict(config=self.cfg.to_dict(), lr=self.lr, phase=self.phase, epoch=self.start_epoch + self.epoch + 1,
+                     best=None if best is None or not np.isfinite(best) else float(best))
+        atomic_write_text(d/'state.json', json.dumps(state, indent=2))
+
+def read_checkpoint_state(out) -> dict|None:
+    "The `state.json` of an interrupted run in `out`, or `None`."
+    fn = Path(out)/'checkpoints'/'state.json'
+    return json.loads(fn.read_text()) if fn.exists() else None
+
+def fit_recipe(learn:Learner, cfg:TrainConfig, resume:bool=False):
+    "Train `learn` through `recipe_phases`, keeping the best epoch by f1_macro; `resume` continues after the last finished epoch."
+    state = read_checkpoint_state(learn.path) if resume else None
+    if resume and state is None: raise FileNotFoundError(f"nothing to resume in {learn.path}: no checkpoints/state.json")
+    save_best = SaveModelCallback(monitor='f1_macro', comp=np.greater, fname='best', with_opt=False, reset_on_fit=False)
+    if state is not None:
+        if state['config'] != cfg.to_dict(): raise ValueError(f"the checkpoint in {learn.path} was made with another config; resume with the saved one")
+        lr = state['lr']
+        learn.load('last', with_opt=True)
+        if state['best'] is not None: save_best.best = state['best']
+    else: lr = cfg.lr if cfg.lr is not None else float(learn.lr_find(show_plot=False).valley)
+    cbs = [save_best] + ([EarlyStoppingCallback(monitor='f1_macro', comp=np.greater, patience=cfg.early_stop)] if cfg.early_stop else [])
+    for i, (name, n, lr_max, kw) in enumerate(recipe_phases(cfg, lr)):
+        start = 0
+        if state is not None:
+            if i < state['phase'] or (i == state['phase'] and state['epoch'] >= n): continue
+            if i == state['phase']: start = state['epoch']
+        if name == 'frozen': learn.freeze()
+        else: learn.unfreeze()
+        ckpt = ResumeCheckpoint(cfg, i, start, lr, save_best)
+        fit_one_cycle_from(learn, n, lr_max, start, cbs=cbs + [ckpt], **kw)
     return lr
 
 def evaluate(learn:Learner, dl=None) -> dict:
@@ -184,25 +262,70 @@ def evaluate(learn:Learner, dl=None) -> dict:
     preds, targs = learn.get_preds(dl=dl)
     return {k: round(float(v), 5) for k, v in mask_scores(targs.numpy(), preds.argmax(-1).numpy()).items()}
 
-def train_run(cfg:TrainConfig, progress:bool=True, quiet:bool=False) -> tuple:
-    "Train one run end to end and write its folder; returns `(learn, metrics)`."
+PROB_COLS = [f'p{c}' for c in range(N_CLASSES)]
+
+def _broadcast_any_device(self, t, rank):
+    "`DistributedDL._broadcast` on the process group's device: fastai's always moves to CUDA, which gloo (CPU) does not need."
+    t = torch.tensor(t, dtype=torch.long)
+    if torch.distributed.get_backend() == 'nccl': t = t.cuda()
+    torch.distributed.broadcast(t, rank)
+    return t.cpu().tolist()
+
+def init_distributed():
+    "Set up accelerate's process state once (gloo on CPU) before anything else creates an `Accelerator` (fastai's `rank0_first` makes one with defaults)."
+    if num_distrib() > 1:
+        from accelerate import Accelerator
+        Accelerator(cpu=not torch.cuda.is_available())
+
+def rank0_first(f, *args, **kwargs):
+    "`f(*args, **kwargs)` on rank 0 first, then on the other ranks (e.g. to fill a cache once); fastai's own version would set accelerate up without `cpu=True`."
+    if num_distrib() <= 1: return f(*args, **kwargs)
+    init_distributed()
+    if not rank_distrib(): res = f(*args, **kwargs)
+    torch.distributed.barrier()
+    if rank_distrib(): res = f(*args, **kwargs)
+    return res
+
+@contextmanager
+def distributed(learn:Learner):
+    "fastai's `distrib_ctx` (Hugging Face accelerate) when launched with several processes (`torchrun`/`accelerate launch`), else nothing."
+    if num_distrib() <= 1: yield learn; return
+    import fastai.distributed as fd
+    fd.DistributedDL._broadcast = _broadcast_any_device
+    on_gpu = torch.cuda.is_available()
+    with learn.distrib_ctx(sync_bn=on_gpu, cpu=not on_gpu): yield learn
+
+def train_run(cfg:TrainConfig, progress:bool=True, quiet:bool=False, resume:bool=False, cbs=None) -> tuple:
+    "Train one run end to end and write its folder; returns `(learn, metrics)`. `resume` continues an interrupted run in `cfg.out`; `cbs` are extra callbacks."
     say = (lambda *a: None) if quiet else print
     t0 = time.time(); set_seed(cfg.seed, reproducible=True)
     out = Path(cfg.out); out.mkdir(parents=True, exist_ok=True)
-    df = prepare_data(cfg, progress=progress)
+    init_distributed(); rank = rank_distrib()        # with several processes, only rank 0 prints and writes files
+    if rank: say = lambda *a: None
+    df = rank0_first(prepare_data, cfg, progress=progress and not rank, skipped_csv=None if rank else out/'skipped.csv')   # rank 0 fills the crop cache, the others read it
     say(describe_split(df))
-    dls = run_dataloaders(df, cfg)
-    hist = EpochHistory(out/'history.csv', verbose=not progress and not quiet)   # without progress bars, one line per epoch
-    wb = wandb_callbacks(cfg.wandb, project=cfg.wandb_project, config=cfg.to_dict(), dir=out, finish=False)  # fine_tune fits twice
-    learn = mask_learner(dls, cfg, path=out, cbs=[hist] + wb)
-    if not progress: learn.remove_cbs([ProgressCallback]); learn.logger = noop   # EpochHistory prints one line per epoch
-    try: lr = fit_recipe(learn, cfg)
-    finally:
-        if wb: import wandb; wandb.finish()
-    metrics = dict(evaluate(learn), lr=lr, epochs_run=len(hist.rows), train_images=int((~df.is_valid).sum()),
+    dls = rank0_first(run_dataloaders, df, cfg)                          # the same for the normalisation statistics
+    hist = EpochHistory(None if rank else out/'history.csv', verbose=not progress and not quiet and not rank)   # without progress bars, one line per epoch
+    if resume and (out/'history.csv').exists(): hist.rows = pd.read_csv(out/'history.csv').to_dict('records')
+    wb = [] if rank else wandb_callbacks(cfg.wandb, project=cfg.wandb_project, config=cfg.to_dict(), dir=out, finish=False)  # the recipe fits twice
+    learn = mask_learner(dls, cfg, path=out, cbs=[hist] + wb + list(cbs or []))
+    if not progress or rank: learn.remove_cbs([ProgressCallback]); learn.logger = noop   # EpochHistory prints one line per epoch
+    with distributed(learn):
+        try: lr = fit_recipe(learn, cfg, resume=resume)
+        finally:
+            if wb: import wandb; wandb.finish(); learn.remove_cbs(wb)   # the run is over: get_preds must not log to it
+        probs, targs = learn.get_preds()   # with several processes: each predicts its shard, fastai gathers them
+    if rank: return learn, None
+    metrics = dict({k: round(float(v), 5) for k, v in mask_scores(targs.numpy(), probs.argmax(-1).numpy()).items()},
+                   lr=lr, epochs_run=len(hist.rows), train_images=int((~df.is_valid).sum()),
                    valid_images=int(df.is_valid.sum()), valid_people=int(df[df.is_valid].person.nunique()),
                    seconds=round(time.time() - t0, 1))
     if cfg.crop: metrics['face_detect_rate'] = round(float(df.detected.mean()), 4)
+    valid = df[df.is_valid].reset_index(drop=True)
+    if not np.array_equal(targs.view(-1).numpy(), valid.label.to_numpy()): raise RuntimeError("validation predictions are not in the order of the validation rows")
+    cols = [c for c in ('path', 'person', 'folder', 'stem', 'gender', 'age', 'age_group', 'mask', 'label', 'fold') if c in valid]
+    vp = pd.concat([valid[cols], pd.DataFrame(probs.numpy(), columns=PROB_COLS)], axis=1)
+    atomic_write_text(out/'valid_probs.csv', vp.to_csv(index=False, float_format='%.6f'))
     save_run(learn, cfg, out, metrics)
     return learn, metrics
 
@@ -215,10 +338,38 @@ def save_run(learn:Learner, cfg:TrainConfig, out, metrics:dict|None=None):
                 size=list(as_hw(cfg.size)), vocab=list(CLASS_NAMES))
     atomic_write_text(out/'config.json', json.dumps(conf, indent=2))
     if metrics is not None: atomic_write_text(out/'metrics.json', json.dumps(metrics, indent=2))
-    ckpt = out/'checkpoints'/'best.pth'
-    if ckpt.exists(): ckpt.unlink()
+    shutil.rmtree(out/'checkpoints', ignore_errors=True)   # the run is complete: nothing left to resume
 
 def load_run(path) -> tuple:
     "`(model, run_config_dict)` of a saved run folder; the model is in eval mode."
     model, _ = load_mask_model(path)
     return model, json.loads((Path(path)/'config.json').read_text())
+
+def train_folds(cfg:TrainConfig, folds:int=5, progress:bool=True, quiet:bool=False, resume:bool=False) -> dict:
+    "Train every fold of a `folds`-fold person split into `cfg.out`/fold<k>; write `oof.csv` (out-of-fold probabilities of every training image) and `metrics.json` (OOF scores)."
+    if folds < 2: raise ValueError(f"folds must be >= 2, got {folds}")
+    say = (lambda *a: None) if quiet else print
+    out = Path(cfg.out); out.mkdir(parents=True, exist_ok=True); t0 = time.time()
+    plan = dict(config=cfg.to_dict(), folds=folds)
+    if resume:
+        saved = json.loads((out/'kfold.json').read_text()) if (out/'kfold.json').exists() else None
+        if saved != plan: raise ValueError(f"{out}/kfold.json does not match this k-fold run; resume with the saved config")
+    else: atomic_write_text(out/'kfold.json', json.dumps(plan, indent=2))
+    per_fold = []
+    for k in range(folds):
+        ck = TrainConfig.from_dict({**cfg.to_dict(), 'out': str(out/f'fold{k}'), 'fold': k, 'n_folds': folds})
+        done = (out/f'fold{k}'/'metrics.json').exists() and read_checkpoint_state(ck.out) is None
+        if resume and done: m = json.loads((out/f'fold{k}'/'metrics.json').read_text())
+        else:
+            say(f"fold {k}/{folds}")
+            _, m = train_run(ck, progress=progress, quiet=quiet, resume=resume and read_checkpoint_state(ck.out) is not None)
+        per_fold.append(m)
+    if rank_distrib(): return None   # rank 0 writes the out-of-fold table
+    oof = pd.concat([pd.read_csv(out/f'fold{k}'/'valid_probs.csv', dtype={'person': str, 'folder': str}) for k in range(folds)], ignore_index=True)
+    if oof.path.duplicated().any(): raise RuntimeError("an image is in more than one validation fold")
+    scores = mask_scores(oof.label.to_numpy(), oof[PROB_COLS].to_numpy().argmax(1))
+    metrics = dict({f'oof_{k}': round(float(v), 5) for k, v in scores.items()}, folds=folds, oof_images=len(oof),
+                   fold_f1_macro=[m['f1_macro'] for m in per_fold], seconds=round(time.time() - t0, 1))
+    atomic_write_text(out/'oof.csv', oof.to_csv(index=False, float_format='%.6f'))
+    atomic_write_text(out/'metrics.json', json.dumps(metrics, indent=2))
+    return metrics

@@ -8,7 +8,7 @@ import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from fastai.torch_core import Module
 from fastai.callback.mixup import reduce_loss
 from .core import *
-from .model import task_log_probs, combine_task_logits
+from .model import task_log_probs, combine_task_logits, fine_age_bin
 
 # %% auto #0
 __all__ = ['FocalLossLS', 'inverse_frequency_weights', 'MultiTaskLoss']
@@ -70,6 +70,8 @@ class MultiTaskLoss(Module):
         class_weights=None, # None, 'inverse' (from `labels`), or per task a tensor of class weights or None
         labels=None, # 18-class training labels for `class_weights='inverse'`
         reduction:str='mean', # 'mean', 'sum' or 'none'
+        fine_age_weight:float=0., # weight of the fine age-bin cross-entropy (needs true ages and `fine_logits`)
+        fine_age_edges=None, # fine-bin edges of the model's fine age head (None: `model.default_fine_edges()`)
     ):
         self.task_weights = tuple(float(w) for w in _per_task(task_weights, 'task_weights'))
         if class_weights is None: cws = (None,) * len(TASKS)
@@ -89,6 +91,8 @@ class MultiTaskLoss(Module):
             elif kind == 'focal': self.losses[task] = FocalLossLS(g, weight=cw, label_smoothing=ls, reduction='none')
             else: raise ValueError(f"loss of {task} must be 'ce' or 'focal', got {kind!r}")
         self.reduction, self.last_task_losses = reduction, {}
+        self.fine_age_weight, self.fine_age_edges = float(fine_age_weight), fine_age_edges
+        self.fine_logits = None   # a callable returning the model's last fine age logits (set by `learner.mask_learner`)
 
     @property
     def reduction(self) -> str: return self._reduction
@@ -103,10 +107,19 @@ class MultiTaskLoss(Module):
         lps, ts = task_log_probs(out), decode_class(torch.as_tensor(targ).long().view(-1))
         return {t: self.losses[t](lps[t], y) for t, y in zip(TASKS, ts)}
 
-    def forward(self, out:torch.Tensor, targ:torch.Tensor) -> torch.Tensor:
+    def fine_age_loss(self, age:torch.Tensor) -> torch.Tensor:
+        "Per-sample cross-entropy of the model's fine age bins against the true `age` (years)."
+        fine = self.fine_logits() if self.fine_logits is not None else None
+        if fine is None: raise ValueError("fine_age_weight > 0 needs a model with a fine age head (age_head='fine') and `fine_logits` set")
+        bins = torch.as_tensor(fine_age_bin(torch.as_tensor(age).detach().cpu().view(-1).numpy(), self.fine_age_edges), device=fine.device)
+        return F.cross_entropy(fine.float(), bins.long(), reduction='none')
+
+    def forward(self, out:torch.Tensor, targ:torch.Tensor, age:torch.Tensor|None=None) -> torch.Tensor:
         per = self.task_losses(out, targ)
-        self.last_task_losses = dict(zip(TASKS, torch.stack([l.detach().mean() for l in per.values()]).tolist()))
-        return reduce_loss(sum(w * per[t] for w, t in zip(self.task_weights, TASKS)), self.reduction)
+        if age is not None and self.fine_age_weight: per['age_fine'] = self.fine_age_loss(age)
+        self.last_task_losses = dict(zip(per, torch.stack([l.detach().mean() for l in per.values()]).tolist()))
+        ws = dict(zip(TASKS, self.task_weights), age_fine=self.fine_age_weight)
+        return reduce_loss(sum(ws[t] * l for t, l in per.items()), self.reduction)
 
     def activation(self, out:torch.Tensor) -> torch.Tensor: return F.softmax(out, dim=-1)
     def decodes(self, out:torch.Tensor) -> torch.Tensor: return out.argmax(dim=-1)

@@ -297,3 +297,11 @@ def test_wandb_run_spans_fits_and_lr_find(tmp_path):
     assert log['finished']
     assert sum('valid_loss' in h for h in log['history']) == 2
     assert sum('train_batch/count' in h for h in log['history']) == 2  # first batch of each fit
+
+def test_wandb_config_formatting_leaves_callbacks_alone():
+    "Formatting the config for wandb must not replace a callback's schedule functions by text (it broke one-cycle training)."
+    from mask_fastai.callbacks import _format_config_safe
+    f = lambda pos: pos
+    d = {'scheds': {'lr': f}, 'n': 3}
+    out = _format_config_safe(d)
+    assert d['scheds']['lr'] is f and isinstance(out['scheds']['lr'], str) and out['n'] == 3

@@ -1,5 +1,5 @@
 "The `mask-fastai` console script end to end on tiny demo data (subprocesses, as a user runs it)."
-import json, os, subprocess, sys
+import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import pandas as pd, pytest
 from mask_fastai.demo import make_demo_data
@@ -20,9 +20,9 @@ TINY = ['--size', '32', '24', '--epochs', '1', '--freeze-epochs', '1', '--bs', '
 
 def test_train_predict_score(setup):
     tmp, env, data = setup
-    run('train', '--data', data, '--out', tmp/'run', '--cutmix', 'half', *TINY, env=env)
+    run('train', '--data', data, '--out', tmp/'run', '--cutmix', 'half', *TINY, '--wandb', 'offline', env=env)   # the default wandb mode
     files = sorted(f.name for f in (tmp/'run').iterdir() if f.is_file())
-    assert files == ['config.json', 'history.csv', 'metrics.json', 'model.safetensors']
+    assert files == ['config.json', 'history.csv', 'metrics.json', 'model.safetensors', 'valid_probs.csv']
     m = json.loads((tmp/'run'/'metrics.json').read_text())
     assert m['epochs_run'] == 2 and 0 <= m['f1_macro'] <= 1 and m['valid_people'] == 2
     conf = json.loads((tmp/'run'/'config.json').read_text())
@@ -62,3 +62,74 @@ def test_info_and_help(setup):
         assert 'usage: mask-fastai ' + cmd in run(cmd, '--help', env=env).stdout
     r = run('train', '--epochs', 'many', env=env, check=False)
     assert r.returncode == 2 and "invalid int value: 'many'" in r.stderr
+
+def test_kfold_train_and_predict(setup):
+    tmp, env, data = setup
+    run('train', '--data', data, '--out', tmp/'kf', '--folds', '2', *TINY, env=env)
+    m = json.loads((tmp/'kf'/'metrics.json').read_text())
+    assert m['folds'] == 2 and m['oof_images'] == 70 and len(m['fold_f1_macro']) == 2 and 0 <= m['oof_f1_macro'] <= 1
+    oof = pd.read_csv(tmp/'kf'/'oof.csv', dtype={'person': str})
+    assert len(oof) == 70 and oof.path.is_unique and oof.groupby('person').fold.nunique().max() == 1
+    for k in (0, 1):
+        assert json.loads((tmp/'kf'/f'fold{k}'/'config.json').read_text())['train']['fold'] == k
+    run('predict', '--data', data, '--models', tmp/'kf', '--out', tmp/'kf_sub.csv', '--quiet', env=env)
+    sub, info = pd.read_csv(tmp/'kf_sub.csv'), pd.read_csv(data/'eval'/'info.csv')
+    assert sub.ImageID.tolist() == info.ImageID.tolist()
+    r = run('predict', '--data', data, '--models', tmp/'nothing_here', '--out', tmp/'x.csv', env=env, check=False)
+    assert r.returncode != 0 and 'not a run folder' in r.stderr
+
+    # decision offsets fitted on the out-of-fold predictions, then every predict option at once
+    r = run('tune', '--models', tmp/'kf', env=env)
+    t = json.loads(r.stdout[:r.stdout.rindex('}') + 1])
+    assert t['images'] == 70 and t['f1_after_on_fitting_data'] >= t['f1_before']
+    assert (tmp/'kf'/'offsets.json').exists()
+    run('predict', '--data', data, '--models', tmp/'kf', '--out', tmp/'kf_all.csv', '--tta', '--offsets', tmp/'kf'/'offsets.json',
+        '--pool-identities', '--quiet', env=env)
+    sub, probs = pd.read_csv(tmp/'kf_all.csv'), pd.read_csv(tmp/'kf_all.probs.csv')
+    assert sub.ImageID.tolist() == info.ImageID.tolist() and 'group' in probs and len(probs) == len(info)
+    run('predict', '--data', data, '--models', tmp/'kf'/'fold0', tmp/'kf'/'fold1', '--vote', 'hard', '--out', tmp/'kf_hard.csv', '--quiet', env=env)
+    assert pd.read_csv(tmp/'kf_hard.csv').ans.between(0, 17).all()
+    r = run('predict', '--data', data, '--models', tmp/'kf', '--vote', 'hard', '--pool-identities', '--out', tmp/'y.csv', env=env, check=False)
+    assert r.returncode != 0 and "use vote='soft'" in r.stderr and not (tmp/'y.csv').exists()
+
+    # mislabel candidates from the OOF table, and the reviewed list turned into a corrections file the data layer reads
+    r = run('mislabels', '--models', tmp/'kf', '--k', '4', env=env)
+    cands = pd.read_csv(tmp/'kf'/'mislabels'/'candidates.csv', dtype={'id': str, 'accept': str})
+    assert {'id', 'kind', 'labelled', 'suggested', 'score', 'accept'} <= set(cands.columns)
+    if len(cands):
+        cands.loc[cands.index[:1], 'accept'] = 'yes'
+        cands.to_csv(tmp/'reviewed.csv', index=False)
+        run('mislabels', '--reviewed', tmp/'reviewed.csv', '--out', tmp/'corr.csv', env=env)
+        from mask_fastai.data import load_corrections
+        assert len(load_corrections(tmp/'corr.csv')) == 1
+
+    # the analysis report of one fold
+    run('report', '--models', tmp/'kf'/'fold0', '--out', tmp/'report', env=env)
+    html = (tmp/'report'/'report.html').read_text()
+    for png in (tmp/'report').glob('*.png'): assert png.name in html
+    assert len(list((tmp/'report').glob('*.png'))) >= 5
+
+def test_kill_and_resume(setup):
+    "SIGTERM a training process after its first finished epoch; `--resume` ends with every planned epoch."
+    tmp, env, data = setup
+    out = tmp/'killed'
+    args = ['train', '--data', data, '--out', out, *TINY[:3], '--epochs', '6', '--freeze-epochs', '0', '--bs', '16',
+            '--num-workers', '0', '--wandb', 'off', '--quiet']
+    p = subprocess.Popen(['mask-fastai', *map(str, args)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    state = out/'checkpoints'/'state.json'
+    t0 = time.time()
+    while not state.exists() and p.poll() is None and time.time() - t0 < 300: time.sleep(0.05)
+    p.send_signal(signal.SIGTERM); err = p.communicate(timeout=60)[1]
+    assert state.exists(), f"no checkpoint was written (returncode {p.returncode}): {err[-2000:]}"
+    done = json.loads(state.read_text())['epoch']
+    assert p.returncode != 0 and done < 6, f"the run was not interrupted (returncode {p.returncode}, epoch {done})"
+    assert not (out/'metrics.json').exists()
+    r = run('train', '--data', data, '--out', out, *TINY, env=env, check=False)   # a half-finished run is not overwritten either
+    assert r.returncode != 0 and 'pass --force' in r.stderr
+    run('train', '--out', out, '--resume', '--quiet', env=env)
+    hist = pd.read_csv(out/'history.csv')
+    assert hist.epoch.tolist() == list(range(6))
+    m = json.loads((out/'metrics.json').read_text())
+    assert m['epochs_run'] == 6 and not (out/'checkpoints').exists()
+    r = run('train', '--out', out, '--resume', env=env, check=False)
+    assert r.returncode != 0 and 'already complete' in r.stderr

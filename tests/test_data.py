@@ -22,6 +22,9 @@ def test_reads_layout(tmp_path):
     (lambda t: open(t/'train.csv', 'a').write('000003,male,Asian,33,000003_male_Asian_33\n'), 'missing_folder', '000003_male_Asian_33'),
     (lambda t: open(t/'train.csv', 'a').write('000001,male,Asian,25,000001_male_Asian_25\n'), 'duplicate_id', "id '000001' appears on 2 rows"),
     (lambda t: Image.new('RGB', (4, 4)).save(t/'images'/'000001_male_Asian_25'/'mask1.png'), 'duplicate_stem', "2 files for stem 'mask1'"),
+    (lambda t: open(t/'train.csv', 'a').write('000005,male,Asian,25,000001_male_Asian_25\n'), 'duplicate_path', "folder '000001_male_Asian_25' appears on 2 rows"),
+    (lambda t: ((t/'images'/'000002_female_Asian_45').rename(t/'images'/'000020_female_Asian_45'),
+                (t/'train.csv').write_text((t/'train.csv').read_text().replace(',000002_', ',000020_'))), 'folder_mismatch', "id '000002'"),
 ])
 def test_each_problem_is_named(tmp_path, break_it, kind, needle):
     train = write_tiny_train(tmp_path, PEOPLE)
@@ -32,6 +35,9 @@ def test_each_problem_is_named(tmp_path, break_it, kind, needle):
     assert set(probs.kind) == {kind}
     if kind in ('folder_without_row', 'missing_folder', 'unknown_stem'): assert len(df) == 21   # the good rows are all kept
     else: assert len(df) < 21                                                                     # the bad rows are not passed on as data
+    assert not set(df.path) & set(probs.path)
+    with pytest.warns(UserWarning, match=f'skipped {len(probs)} problem'): df2, skipped = read_train(tmp_path, problems='skip')
+    pd.testing.assert_frame_equal(df2, df); pd.testing.assert_frame_equal(skipped, probs)      # skip: the same rows, and the table
 
 def test_all_problems_at_once(tmp_path):
     train = write_tiny_train(tmp_path, PEOPLE)

@@ -166,3 +166,20 @@ def test_moved_cache_folder_still_hits(tmp_path, spy):
 def test_empty_input(tmp_path):
     r = face_crops([], tmp_path/'cache', progress=False)
     assert len(r) == 0 and list(r.columns) == CROP_COLS
+
+
+def test_tiny_source_gets_the_portrait_box(tmp_path, spy):
+    "MTCNN cannot search an image smaller than min_face_size (it crashed on an empty torch.cat); it gets the fallback."
+    res = face_crops([flat(tmp_path/'tiny.png', size=(10, 10)), flat(tmp_path/'thin.jpg', size=(300, 30))], tmp_path/'cache', progress=False)
+    assert not res['detected'].any() and res.loc[0, BOX].tolist() == list(portrait_box(10, 10))
+    assert [Image.open(f).size for f in res['crop_path']] == [(192, 256)] * 2
+
+
+def test_large_jpeg_decoded_at_reduced_scale_boxes_in_source_pixels(tmp_path, monkeypatch):
+    seen, loaded, real = fake_detector(monkeypatch), [], F.load_rgb
+    monkeypatch.setattr(F, 'load_rgb', lambda p, min_size=None: loaded.append(real(p, min_size).size) or real(p, min_size))
+    res = face_crops([flat(tmp_path/'big.jpg', size=(4000, 3000))], tmp_path/'cache', detect_size=320, progress=False)
+    assert seen == [(320, 240)] and loaded == [(2000, 1500)]                     # 1/2 scale keeps 4x the 192x256 crop
+    assert res.loc[0, BOX].tolist() == list(face_box(np.array([60, 80, 120, 160]) * 12.5, 4000, 3000, margin=0.3))
+    with Image.open(res.loc[0, 'crop_path']) as im: assert im.size == (192, 256)
+

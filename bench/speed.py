@@ -1,0 +1,112 @@
+"""Throughput of the data pipeline against the model-only ceiling, in one run (this machine is shared: trust the ratios).
+
+    python bench/speed.py                              # maskbench-dev crops, 224 px bs 32 and 128 px bs 64
+    python bench/speed.py --data DIR --batches 30      # another competition folder, fewer batches
+    python bench/speed.py --rss DIR                    # peak RSS of reading DIR and training --batches batches on it
+
+For each setting it prints
+- train: images/s of real training batches (cached face crops -> decode -> albumentations -> collate -> forward/backward/step,
+  fastai Learner with the run's loss, metrics and callbacks) over images/s of the same steps on random tensors;
+- predict: images/s of `predict_probs` over `image_dl` on the crops over images/s of the forward pass on random tensors.
+Face-crop throughput (cold detection vs cache hits) is in `bench/foundation.py`."""
+import argparse, json, os, resource, sys, time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent/'shared'/'data'/'maskbench-dev'
+
+def model_only_train(learn, bs, hw, n):
+    "img/s of forward/backward/step on random tensors: the ceiling a perfect input pipeline would reach."
+    import torch
+    model, opt, lf = learn.model.train(), learn.opt, learn.loss_func
+    x = torch.randn(bs, 3, *hw).contiguous(memory_format=torch.channels_last); y = torch.randint(0, 18, (bs,))
+    def step():
+        loss = lf(model(x), y); loss.backward(); opt.step(); opt.zero_grad()
+    for _ in range(3): step()
+    t = time.perf_counter()
+    for _ in range(n): step()
+    return n * bs / (time.perf_counter() - t)
+
+def real_train(learn, n):
+    "img/s of `n` real training batches through `learn.fit` (after 3 warm-up batches; the epoch is cut short)."
+    from fastai.callback.core import Callback, CancelFitException
+    class Clock(Callback):
+        order = 99
+        def __init__(self): self.i, self.t0, self.imgs = 0, None, 0
+        def after_batch(self):
+            if not self.training: return
+            self.i += 1
+            if self.i == 3: self.t0 = time.perf_counter()
+            elif self.i > 3: self.imgs += len(self.learn.yb[0])
+            if self.i == n + 3: self.t1 = time.perf_counter(); raise CancelFitException()
+    c = Clock(); learn.fit(1, 1e-3, cbs=c)
+    return c.imgs / (c.t1 - c.t0)
+
+def model_only_predict(model, bs, hw, n):
+    import torch
+    model.eval(); x = torch.randn(bs, 3, *hw).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        for _ in range(2): model(x)
+        t = time.perf_counter()
+        for _ in range(n): model(x)
+    return n * bs / (time.perf_counter() - t)
+
+def real_predict(model, paths, hw, stats, bs):
+    from mask_fastai.inference import image_dl, predict_probs
+    dl = image_dl(paths, hw, stats, bs=bs)
+    predict_probs(model, image_dl(paths[:bs], hw, stats, bs=bs))   # warm-up
+    t = time.perf_counter(); predict_probs(model, dl)
+    return len(paths) / (time.perf_counter() - t)
+
+def setting(df, hw, bs, n, workers):
+    from fastai.vision.all import ProgressCallback, noop
+    from mask_fastai.learner import TrainConfig, run_dataloaders, mask_learner
+    cfg = TrainConfig(size=hw, bs=bs, wandb='off', num_workers=workers, out=str(ROOT/'runs'/'bench-speed'))
+    dls = run_dataloaders(df, cfg)
+    learn = mask_learner(dls, cfg); learn.remove_cbs([ProgressCallback]); learn.logger = noop
+    learn.create_opt()
+    real = real_train(learn, n)
+    ceil = model_only_train(learn, bs, hw, n)
+    paths = list(df[df.is_valid].crop_path[:n * bs])
+    p_real = real_predict(learn.model, paths, hw, dls.stats, bs)
+    p_ceil = model_only_predict(learn.model, bs, hw, max(3, len(paths) // bs))
+    return dict(size=list(hw), bs=bs, workers=dls.train.num_workers, train_img_s=round(real, 1), train_ceiling_img_s=round(ceil, 1),
+                train_ratio=round(real / ceil, 3), predict_img_s=round(p_real, 1), predict_ceiling_img_s=round(p_ceil, 1),
+                predict_ratio=round(p_real / p_ceil, 3))
+
+def peak_rss(data, n, size):
+    "Peak RSS (MB) of this process and of its worker processes after reading `data` and training `n` batches on whole photos."
+    from fastai.vision.all import ProgressCallback, noop
+    from mask_fastai.learner import TrainConfig, prepare_data, run_dataloaders, mask_learner
+    cfg = TrainConfig(data=str(data), size=size, bs=32, crop=False, wandb='off', out=str(ROOT/'runs'/'bench-rss'))
+    t = time.time(); df = prepare_data(cfg, progress=False); t_read = time.time() - t
+    df_mb = df.memory_usage(deep=True).sum() / 2**20
+    learn = mask_learner(run_dataloaders(df, cfg), cfg); learn.remove_cbs([ProgressCallback]); learn.logger = noop
+    real_train(learn, n)
+    mb = lambda who: resource.getrusage(who).ru_maxrss / 1024
+    return dict(data=str(data), images=len(df), dataframe_mb=round(df_mb, 1), read_s=round(t_read, 1),
+                peak_rss_mb=round(mb(resource.RUSAGE_SELF), 1), peak_rss_workers_mb=round(mb(resource.RUSAGE_CHILDREN), 1))
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--data', default=str(DATA))
+    p.add_argument('--batches', type=int, default=20, help='timed batches per measurement (default: 20)')
+    p.add_argument('--workers', type=int, default=None, help='DataLoader workers (default: the library default)')
+    p.add_argument('--settings', default='224x168:32,128x96:64', help='HxW:bs list (default: 224x168:32,128x96:64)')
+    p.add_argument('--rss', default=None, metavar='DIR', help='measure peak RSS on DIR instead')
+    a = p.parse_args()
+    import torch
+    print(f"torch threads {torch.get_num_threads()}, cores {os.cpu_count()}", flush=True)
+    if a.rss:
+        print(json.dumps(peak_rss(a.rss, a.batches, (128, 96)))); return
+    from mask_fastai.data import read_train
+    from mask_fastai.faces import add_face_crops
+    from mask_fastai.splits import person_holdout
+    df = person_holdout(add_face_crops(read_train(a.data), progress=True), 0.2, seed=42)
+    for s in a.settings.split(','):
+        hw, bs = s.split(':'); hw = tuple(int(v) for v in hw.split('x'))
+        res = setting(df, hw, int(bs), a.batches, a.workers)
+        print(json.dumps(res), flush=True)
+        with open(ROOT/'bench'/'results.jsonl', 'a') as f: f.write(json.dumps(dict(bench='speed', **res)) + '\n')
+
+if __name__ == '__main__': main()
