@@ -4,7 +4,7 @@
 
 # %% ../nbs/15_cli.ipynb #10a43996
 from __future__ import annotations
-import argparse, json, sys, time, warnings
+import argparse, json, os, sys, time, warnings
 from pathlib import Path
 from .core import *
 
@@ -247,6 +247,8 @@ def main(argv=None):
         msg = str(e).replace("pass problems='skip' to go on without the bad rows, or problems='return' to get the usable rows and this table.",
                              "or pass --skip-bad to train on the rest (the skipped files are listed in OUT/skipped.csv).")
         sys.exit(f"error: {msg}")
-    except (FaceCropError, FileNotFoundError) as e: sys.exit(f"error: {e}")
+    except (FaceCropError, FileNotFoundError, ValueError) as e:   # user errors: the message, without a traceback (MASK_FASTAI_DEBUG=1 shows it)
+        if os.environ.get('MASK_FASTAI_DEBUG'): raise
+        sys.exit(f"error: {e}")
 
 if __name__ == '__main__' and Path(sys.argv[0]).name == 'cli.py': main()   # `python -m mask_fastai.cli`, e.g. under torchrun / accelerate launch

@@ -15,8 +15,8 @@ from .augment import AlbumentationsTransform
 from .data import load_rgb
 
 # %% auto #0
-__all__ = ['class_label', 'as_hw', 'RGBImage', 'RGBImageBlock', 'decode_min_size', 'image_stats', 'sample_weights',
-           'mask_datablock', 'mask_dataloaders']
+__all__ = ['class_label', 'as_hw', 'RGBImage', 'RGBImageBlock', 'SquishResize', 'decode_min_size', 'image_stats',
+           'sample_weights', 'mask_datablock', 'mask_dataloaders']
 
 # %% ../nbs/06_dataloaders.ipynb #aa9dca50
 def class_label(row) -> str:
@@ -39,10 +39,20 @@ def RGBImageBlock(min_size=None) -> TransformBlock:
     "fastai's `ImageBlock` with `RGBImage`: images opened by `load_rgb`, optionally no smaller than `min_size` (w, h)."
     return TransformBlock(type_tfms=partial(RGBImage.create, min_size=min_size), batch_tfms=IntToFloatTensor)
 
+class SquishResize(Transform):
+    "Resize to `size` (h, w) ignoring the aspect ratio, bilinear: fastai's `Resize(method='squish')` without its crop/pad machinery (3x faster per image)."
+    order = 1   # where fastai's Resize sits: after the image is created, before augmentation
+    def __init__(self, size): self.size = as_hw(size)
+    def encodes(self, x:PILImage):
+        h, w = self.size
+        return x if x.size == (w, h) else type(x)(x.resize((w, h), Image.BILINEAR))
+
 def decode_min_size(size, factor:int=4) -> tuple:
     "`(w, h)` below which a photo for a model of input `size` ((h, w) or int) is not decoded: `factor` x the input size."
     h, w = as_hw(size)
     return factor * w, factor * h
+
+
 
 # %% ../nbs/06_dataloaders.ipynb #3cc3b9b8
 def _load_resized(path, hw):
@@ -83,7 +93,7 @@ def mask_datablock(size=(128, 96), aug='default', stats=None, img_col:str='path'
     ys = (CategoryBlock(vocab=list(CLASS_NAMES), sort=False),) + ((RegressionBlock(),) if age_target else ())
     return DataBlock(blocks=(RGBImageBlock(decode_min_size(size)), *ys), n_inp=1,
                      get_x=ColReader(img_col), get_y=[class_label, ColReader('age')] if age_target else class_label, splitter=ColSplitter(valid_col),
-                     item_tfms=[Resize(as_hw(size), method=ResizeMethod.Squish), AlbumentationsTransform(aug)],
+                     item_tfms=[SquishResize(size), AlbumentationsTransform(aug)],
                      batch_tfms=batch_tfms)
 
 def mask_dataloaders(df:pd.DataFrame, size=(128, 96), bs:int=64, aug='default', img_col:str='path',
@@ -93,6 +103,7 @@ def mask_dataloaders(df:pd.DataFrame, size=(128, 96), bs:int=64, aug='default', 
     if valid_col not in df: raise ValueError(f"df has no {valid_col!r} column: split it first (person_holdout / person_folds + set_fold)")
     if not (~df[valid_col]).any(): raise ValueError("the training split is empty")
     df = df.reset_index(drop=True)
+    df.attrs = {}   # pandas deep-copies `attrs` (e.g. the corrections record) on every row access: 0.6 ms per image
     if isinstance(stats, str) and stats == 'auto': stats = image_stats(df.loc[~df[valid_col], img_col], size)
     dblock = mask_datablock(size, aug, stats, img_col, valid_col, age_target)
     if num_workers is None: num_workers = min(8, os.cpu_count() or 1)

@@ -259,5 +259,9 @@ def load_mask_model(dirpath) -> tuple:
     if 'model' not in conf: raise ValueError(f"{d/'config.json'} has no 'model' key")
     cfg = ModelConfig.from_dict(conf['model'])
     model = create_mask_model(cfg, pretrained=False)
-    st_load(model, str(d/'model.safetensors'))
+    try: st_load(model, str(d/'model.safetensors'))
+    except RuntimeError as e:
+        detail = str(e).strip().splitlines()
+        raise ValueError(f"{d/'model.safetensors'} does not fit the model config.json describes ({cfg.arch}, head {cfg.head!r}, age head {cfg.age_head!r}): "
+                         f"were the weights saved from another architecture or config? ({detail[0][:300] if detail else e})") from None
     return model.eval(), cfg

@@ -133,3 +133,34 @@ def test_kill_and_resume(setup):
     assert m['epochs_run'] == 6 and not (out/'checkpoints').exists()
     r = run('train', '--out', out, '--resume', env=env, check=False)
     assert r.returncode != 0 and 'already complete' in r.stderr
+
+def test_cli_bad_inputs(setup):
+    "Wrong folders, unknown archs, foreign weights and bad images give one clear message (no traceback); --skip-bad trains on the rest."
+    import shutil
+    tmp, env, data = setup
+    def fails(*args):
+        r = run(*args, env=env, check=False)
+        assert r.returncode != 0 and 'Traceback' not in r.stderr, r.stderr[-2000:]
+        return r.stderr
+    assert 'train/images' in fails('train', '--data', tmp/'nowhere', '--out', tmp/'x1', *TINY)
+    (tmp/'no_eval').mkdir(exist_ok=True)
+    assert 'info.csv' in fails('predict', '--data', tmp/'no_eval', '--models', tmp/'run', '--out', tmp/'x.csv')
+    assert 'did you mean' in fails('train', '--data', data, '--out', tmp/'x2', '--arch', 'efficientnet_lite9', *TINY)
+    assert 'invalid choice' in fails('predict', '--data', data, '--models', tmp/'run', '--vote', 'loud')
+    run('train', '--data', data, '--out', tmp/'small', *TINY, env=env)
+    foreign = tmp/'foreign'; shutil.copytree(tmp/'small', foreign)
+    conf = json.loads((foreign/'config.json').read_text()); conf['model']['arch'] = 'resnet18'
+    (foreign/'config.json').write_text(json.dumps(conf))
+    assert 'another architecture' in fails('predict', '--data', data, '--models', foreign, '--out', tmp/'x3.csv')
+    assert not (tmp/'x3.csv').exists()
+
+    bad = tmp/'bad_train'; shutil.copytree(data, bad)
+    imgs = sorted((bad/'train'/'images').glob('*/*.jpg'))
+    imgs[0].write_bytes(b''); imgs[9].write_bytes(imgs[9].read_bytes()[:200])   # empty and truncated
+    err = fails('train', '--data', bad, '--out', tmp/'x4', *TINY)
+    assert str(imgs[0]) in err and str(imgs[9]) in err and '--skip-bad' in err and not (tmp/'x4'/'model.safetensors').exists()
+    run('train', '--data', bad, '--out', tmp/'skipped', '--skip-bad', *TINY, env=env)
+    sk = pd.read_csv(tmp/'skipped'/'skipped.csv')
+    assert sorted(sk.path) == sorted([str(imgs[0]), str(imgs[9])])
+    m = json.loads((tmp/'skipped'/'metrics.json').read_text())
+    assert m['train_images'] + m['valid_images'] == 68
