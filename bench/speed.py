@@ -3,6 +3,7 @@
     python bench/speed.py                              # maskbench-dev crops, 224 px bs 32 and 128 px bs 64
     python bench/speed.py --data DIR --batches 30      # another competition folder, fewer batches
     python bench/speed.py --rss DIR                    # peak RSS of reading DIR and training --batches batches on it
+    python -c "from mask_fastai.demo import make_demo_data as m; m('x10', n_train=7000, n_eval=1)"   # a folder 10x maskbench-dev
 
 For each setting it prints
 - train: images/s of real training batches (cached face crops -> decode -> albumentations -> collate -> forward/backward/step,
@@ -70,7 +71,7 @@ def setting(df, hw, bs, n, workers):
     paths = list(df[df.is_valid].crop_path[:n * bs])
     p_real = real_predict(learn.model, paths, hw, dls.stats, bs)
     p_ceil = model_only_predict(learn.model, bs, hw, max(3, len(paths) // bs))
-    return dict(size=list(hw), bs=bs, workers=dls.train.num_workers, train_img_s=round(real, 1), train_ceiling_img_s=round(ceil, 1),
+    return dict(size=list(hw), bs=bs, workers=dls.train.fake_l.num_workers, train_img_s=round(real, 1), train_ceiling_img_s=round(ceil, 1),
                 train_ratio=round(real / ceil, 3), predict_img_s=round(p_real, 1), predict_ceiling_img_s=round(p_ceil, 1),
                 predict_ratio=round(p_real / p_ceil, 3))
 
@@ -98,7 +99,10 @@ def main():
     import torch
     print(f"torch threads {torch.get_num_threads()}, cores {os.cpu_count()}", flush=True)
     if a.rss:
-        print(json.dumps(peak_rss(a.rss, a.batches, (128, 96)))); return
+        res = dict(bench='rss', **peak_rss(a.rss, a.batches, (128, 96)))
+        print(json.dumps(res))
+        with open(ROOT/'bench'/'results.jsonl', 'a') as f: f.write(json.dumps(res) + '\n')
+        return
     from mask_fastai.data import read_train
     from mask_fastai.faces import add_face_crops
     from mask_fastai.splits import person_holdout
