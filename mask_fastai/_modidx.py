@@ -172,6 +172,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                   'mask_fastai/dataloaders.py'),
                                          'mask_fastai.dataloaders.decode_min_size': ( 'dataloaders.html#decode_min_size',
                                                                                       'mask_fastai/dataloaders.py'),
+                                         'mask_fastai.dataloaders.default_num_workers': ( 'dataloaders.html#default_num_workers',
+                                                                                          'mask_fastai/dataloaders.py'),
                                          'mask_fastai.dataloaders.image_stats': ( 'dataloaders.html#image_stats',
                                                                                   'mask_fastai/dataloaders.py'),
                                          'mask_fastai.dataloaders.mask_datablock': ( 'dataloaders.html#mask_datablock',

@@ -15,8 +15,8 @@ from .augment import AlbumentationsTransform
 from .data import load_rgb
 
 # %% auto #0
-__all__ = ['class_label', 'as_hw', 'RGBImage', 'RGBImageBlock', 'SquishResize', 'decode_min_size', 'image_stats',
-           'sample_weights', 'mask_datablock', 'mask_dataloaders']
+__all__ = ['class_label', 'as_hw', 'RGBImage', 'RGBImageBlock', 'default_num_workers', 'SquishResize', 'decode_min_size',
+           'image_stats', 'sample_weights', 'mask_datablock', 'mask_dataloaders']
 
 # %% ../nbs/06_dataloaders.ipynb #aa9dca50
 def class_label(row) -> str:
@@ -38,6 +38,10 @@ class RGBImage(PILImage):
 def RGBImageBlock(min_size=None) -> TransformBlock:
     "fastai's `ImageBlock` with `RGBImage`: images opened by `load_rgb`, optionally no smaller than `min_size` (w, h)."
     return TransformBlock(type_tfms=partial(RGBImage.create, min_size=min_size), batch_tfms=IntToFloatTensor)
+
+def default_num_workers() -> int:
+    "DataLoader worker processes: none on a CPU-only machine (they would compete with torch's compute threads for the same cores), else up to 8."
+    return min(8, os.cpu_count() or 1) if torch.cuda.is_available() else 0
 
 class SquishResize(Transform):
     "Resize to `size` (h, w) ignoring the aspect ratio, bilinear: fastai's `Resize(method='squish')` without its crop/pad machinery (3x faster per image)."
@@ -106,7 +110,7 @@ def mask_dataloaders(df:pd.DataFrame, size=(128, 96), bs:int=64, aug='default', 
     df.attrs = {}   # pandas deep-copies `attrs` (e.g. the corrections record) on every row access: 0.6 ms per image
     if isinstance(stats, str) and stats == 'auto': stats = image_stats(df.loc[~df[valid_col], img_col], size)
     dblock = mask_datablock(size, aug, stats, img_col, valid_col, age_target)
-    if num_workers is None: num_workers = min(8, os.cpu_count() or 1)
+    if num_workers is None: num_workers = default_num_workers()
     kw = dict(bs=bs, num_workers=num_workers, **kwargs)
     if weighted: dls = dblock.weighted_dataloaders(df, sample_weights(df, weighted, weight_power), **kw)
     else: dls = dblock.dataloaders(df, **kw)

@@ -12,7 +12,7 @@ from .core import *
 from .data import read_eval
 from .faces import add_face_crops
 from functools import partial
-from .dataloaders import as_hw, RGBImage, decode_min_size, SquishResize
+from .dataloaders import as_hw, RGBImage, decode_min_size, SquishResize, default_num_workers
 from .model import load_mask_model
 
 # %% auto #0
@@ -23,7 +23,7 @@ def image_dl(paths, size=(128, 96), stats=None, bs:int=64, num_workers:int|None=
     "An unshuffled fastai DataLoader yielding normalised image batches for `paths`, in order."
     dsets = Datasets(list(map(str, paths)), tfms=[[partial(RGBImage.create, min_size=decode_min_size(size))]])   # decoded as in training
     after_batch = [IntToFloatTensor()] + ([Normalize.from_stats(*stats)] if stats is not None else [])
-    if num_workers is None: num_workers = min(8, os.cpu_count() or 1)
+    if num_workers is None: num_workers = default_num_workers()
     return TfmdDL(dsets, bs=bs, shuffle=False, drop_last=False, num_workers=num_workers,
                   after_item=[SquishResize(size), ToTensor()], after_batch=after_batch,
                   device=device or default_device())
