@@ -118,6 +118,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'mask_fastai.cli.cmd_score': ('cli.html#cmd_score', 'mask_fastai/cli.py'),
                                  'mask_fastai.cli.cmd_train': ('cli.html#cmd_train', 'mask_fastai/cli.py'),
                                  'mask_fastai.cli.cmd_tune': ('cli.html#cmd_tune', 'mask_fastai/cli.py'),
+                                 'mask_fastai.cli.cmd_vote': ('cli.html#cmd_vote', 'mask_fastai/cli.py'),
                                  'mask_fastai.cli.config_from_args': ('cli.html#config_from_args', 'mask_fastai/cli.py'),
                                  'mask_fastai.cli.main': ('cli.html#main', 'mask_fastai/cli.py'),
                                  'mask_fastai.cli.pd_crosstab': ('cli.html#pd_crosstab', 'mask_fastai/cli.py')},

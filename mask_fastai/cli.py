@@ -9,8 +9,8 @@ from pathlib import Path
 from .core import *
 
 # %% auto #0
-__all__ = ['TRAIN_HELP', 'COMMANDS', 'add_train_args', 'config_from_args', 'cmd_train', 'cmd_predict', 'cmd_tune', 'cmd_report',
-           'cmd_mislabels', 'cmd_score', 'cmd_info', 'pd_crosstab', 'cmd_demo', 'build_parser', 'main']
+__all__ = ['TRAIN_HELP', 'COMMANDS', 'add_train_args', 'config_from_args', 'cmd_train', 'cmd_predict', 'cmd_vote', 'cmd_tune',
+           'cmd_report', 'cmd_mislabels', 'cmd_score', 'cmd_info', 'pd_crosstab', 'cmd_demo', 'build_parser', 'main']
 
 # %% ../nbs/15_cli.ipynb #f7441510
 TRAIN_HELP = {
@@ -102,6 +102,24 @@ def cmd_predict(args):
     sub = predict_folder(args.data, args.models, out, tta=args.tta, bs=args.bs, progress=not args.quiet,
                          vote=args.vote, offsets=args.offsets, pool_identities=args.pool_identities)
     print(f"wrote {len(sub)} predictions to {out} (probabilities: {out.with_suffix('.probs.csv')})")
+
+def cmd_vote(args):
+    import pandas as pd
+    from mask_fastai.postprocess import soft_vote, hard_vote
+    from mask_fastai.inference import write_submission
+    from mask_fastai.learner import PROB_COLS
+    out = Path(args.out)
+    if out.exists() and not args.force: sys.exit(f"error: {out} exists; pass --force to overwrite it")
+    info = pd.read_csv(Path(args.data)/'eval'/'info.csv', dtype=str, encoding='utf-8-sig')
+    tables = [pd.read_csv(f, dtype={'ImageID': str}) for f in args.probs]
+    for f, t in zip(args.probs, tables):
+        if t['ImageID'].tolist() != info['ImageID'].tolist(): sys.exit(f"error: {f} does not hold info.csv's ImageIDs in its order")
+    P = [t[PROB_COLS].to_numpy() for t in tables]
+    probs = soft_vote(P)
+    write_submission(info, hard_vote(P) if args.hard else probs.argmax(1), out)
+    pr = pd.DataFrame(probs, columns=PROB_COLS); pr.insert(0, 'ImageID', info.ImageID)
+    tmp = out.with_name(f'.{out.name}.probs.tmp'); pr.to_csv(tmp, index=False, float_format='%.6f'); os.replace(tmp, out.with_suffix('.probs.csv'))
+    print(f"wrote {len(info)} {'hard' if args.hard else 'soft'}-voted predictions of {len(P)} probability files to {out}")
 
 def _probs_table(d:Path) -> Path:
     "The out-of-fold table of a k-fold folder, else the validation predictions of a run folder."
@@ -213,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument('--vote', default='soft', choices=['soft', 'hard'], help='combine several runs by mean probability (soft) or majority of their classes (hard)')
     pr.add_argument('--offsets', default=None, metavar='FILE', help='decision offsets from `mask-fastai tune` (offsets.json)')
     pr.add_argument('--pool-identities', action='store_true', help="group eval photos into people and share gender/age predictions within a group")
+    vo = sub.add_parser('vote', help='combine saved probability files (<submission>.probs.csv) into one submission', description='Soft (mean) or hard (majority) voting over saved probability files.')
+    vo.add_argument('--data', required=True, help='folder holding eval/info.csv (for the row order)')
+    vo.add_argument('--probs', nargs='+', required=True, help='probability files written by predict')
+    vo.add_argument('--hard', action='store_true', help='majority of the files\' classes instead of the mean probability')
+    vo.add_argument('--out', default='submission.csv'); vo.add_argument('--force', action='store_true', help='overwrite --out')
     tu = sub.add_parser('tune', help='fit decision offsets for macro F1 on out-of-fold predictions', description='Fit per-class offsets on oof.csv (or valid_probs.csv) and write offsets.json.')
     tu.add_argument('--models', required=True, help='k-fold folder (oof.csv) or run folder (valid_probs.csv)')
     tu.add_argument('--structure', default='task', choices=['task', 'class'], help="'task': 8 offsets (one per task value); 'class': 18 free offsets")
@@ -232,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument('--data', default=None, help='competition folder (default: the demo set)')
     return p
 
-COMMANDS = dict(demo=cmd_demo, train=cmd_train, predict=cmd_predict, tune=cmd_tune, report=cmd_report, mislabels=cmd_mislabels,
+COMMANDS = dict(demo=cmd_demo, train=cmd_train, predict=cmd_predict, vote=cmd_vote, tune=cmd_tune, report=cmd_report, mislabels=cmd_mislabels,
                 score=cmd_score, info=cmd_info)
 
 def main(argv=None):

@@ -89,6 +89,15 @@ def test_kfold_train_and_predict(setup):
     assert sub.ImageID.tolist() == info.ImageID.tolist() and 'group' in probs and len(probs) == len(info)
     run('predict', '--data', data, '--models', tmp/'kf'/'fold0', tmp/'kf'/'fold1', '--vote', 'hard', '--out', tmp/'kf_hard.csv', '--quiet', env=env)
     assert pd.read_csv(tmp/'kf_hard.csv').ans.between(0, 17).all()
+    for hard in ([], ['--hard']):   # voting over saved probability files
+        run('vote', '--data', data, '--probs', tmp/'kf_sub.probs.csv', tmp/'kf_all.probs.csv', *hard, '--out', tmp/'voted.csv', '--force', env=env)
+        assert pd.read_csv(tmp/'voted.csv').ImageID.tolist() == info.ImageID.tolist()
+    p1, p2 = pd.read_csv(tmp/'kf_sub.probs.csv'), pd.read_csv(tmp/'kf_all.probs.csv')
+    import numpy as np
+    np.testing.assert_allclose(pd.read_csv(tmp/'voted.probs.csv').iloc[:, 1:19].to_numpy(), (p1.iloc[:, 1:19].to_numpy() + p2.iloc[:, 1:19].to_numpy()) / 2, atol=2e-6)
+    p1.iloc[::-1].to_csv(tmp/'shuffled.probs.csv', index=False)
+    r = run('vote', '--data', data, '--probs', tmp/'shuffled.probs.csv', tmp/'kf_sub.probs.csv', '--out', tmp/'z.csv', env=env, check=False)
+    assert r.returncode != 0 and 'order' in r.stderr and not (tmp/'z.csv').exists()
     r = run('predict', '--data', data, '--models', tmp/'kf', '--vote', 'hard', '--pool-identities', '--out', tmp/'y.csv', env=env, check=False)
     assert r.returncode != 0 and "use vote='soft'" in r.stderr and not (tmp/'y.csv').exists()
 
