@@ -243,6 +243,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                  'mask_fastai/inference.py'),
                                        'mask_fastai.inference.predict_probs': ('inference.html#predict_probs', 'mask_fastai/inference.py'),
                                        'mask_fastai.inference.run_dirs': ('inference.html#run_dirs', 'mask_fastai/inference.py'),
+                                       'mask_fastai.inference.write_probs': ('inference.html#write_probs', 'mask_fastai/inference.py'),
                                        'mask_fastai.inference.write_submission': ( 'inference.html#write_submission',
                                                                                    'mask_fastai/inference.py')},
             'mask_fastai.learner': { 'mask_fastai.learner.EpochHistory': ('learner.html#epochhistory', 'mask_fastai/learner.py'),

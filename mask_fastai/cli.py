@@ -106,7 +106,7 @@ def cmd_predict(args):
 def cmd_vote(args):
     import pandas as pd
     from mask_fastai.postprocess import soft_vote, hard_vote
-    from mask_fastai.inference import write_submission
+    from mask_fastai.inference import write_submission, write_probs
     from mask_fastai.learner import PROB_COLS
     out = Path(args.out)
     if out.exists() and not args.force: sys.exit(f"error: {out} exists; pass --force to overwrite it")
@@ -117,8 +117,7 @@ def cmd_vote(args):
     P = [t[PROB_COLS].to_numpy() for t in tables]
     probs = soft_vote(P)
     write_submission(info, hard_vote(P) if args.hard else probs.argmax(1), out)
-    pr = pd.DataFrame(probs, columns=PROB_COLS); pr.insert(0, 'ImageID', info.ImageID)
-    tmp = out.with_name(f'.{out.name}.probs.tmp'); pr.to_csv(tmp, index=False, float_format='%.6f'); os.replace(tmp, out.with_suffix('.probs.csv'))
+    write_probs(info, probs, out)
     print(f"wrote {len(info)} {'hard' if args.hard else 'soft'}-voted predictions of {len(P)} probability files to {out}")
 
 def _probs_table(d:Path) -> Path:

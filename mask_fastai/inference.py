@@ -16,7 +16,8 @@ from .dataloaders import as_hw, RGBImage, decode_min_size, SquishResize, default
 from .model import load_mask_model
 
 # %% auto #0
-__all__ = ['image_dl', 'predict_probs', 'check_submission', 'write_submission', 'run_dirs', 'load_runs', 'predict_folder']
+__all__ = ['image_dl', 'predict_probs', 'check_submission', 'write_submission', 'run_dirs', 'load_runs', 'predict_folder',
+           'write_probs']
 
 # %% ../nbs/12_inference.ipynb #59d0ce6c
 def image_dl(paths, size=(128, 96), stats=None, bs:int=64, num_workers:int|None=None, device=None) -> TfmdDL:
@@ -114,7 +115,13 @@ def predict_folder(data, runs, out='submission.csv', tta:bool=False, bs:int=64, 
     if off is not None: probs = pp.apply_offsets(probs, off)
     ans = pp.hard_vote(per_run) if vote == 'hard' else probs.argmax(1)
     out = write_submission(info, ans, out)
-    pr = pd.DataFrame(probs, columns=[f'p{c}' for c in range(N_CLASSES)]); pr.insert(0, 'ImageID', info.ImageID)
+    write_probs(info, probs, out, **extra)
+    return pd.read_csv(out)
+
+def write_probs(info:pd.DataFrame, probs, out, **extra) -> Path:
+    "Atomically write the `(n, 18)` `probs` of `info`'s rows (and `extra` columns) beside the submission `out`, as `<out>.probs.csv`."
+    out = Path(out)
+    pr = pd.DataFrame(np.asarray(probs), columns=[f'p{c}' for c in range(N_CLASSES)]); pr.insert(0, 'ImageID', info['ImageID'].to_numpy())
     for k, v in extra.items(): pr[k] = v
     tmp = out.with_name(f'.{out.name}.probs.tmp'); pr.to_csv(tmp, index=False, float_format='%.6f'); os.replace(tmp, out.with_suffix('.probs.csv'))
-    return pd.read_csv(out)
+    return out.with_suffix('.probs.csv')
