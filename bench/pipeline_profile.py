@@ -2,7 +2,8 @@
 copy on row access, and a cProfile of 8 training batches (one process, no model).
 
     python bench/pipeline_profile.py                      # maskbench-dev crops at 128x96, batch 64
-    python bench/pipeline_profile.py --data DIR --size 224 168"""
+    python bench/pipeline_profile.py --data DIR --size 224 168
+    python bench/pipeline_profile.py --predict-run runs/bench-quality   # also a cProfile of predicting 960 crops with that run"""
 import argparse, cProfile, io, os, pstats, time, timeit
 from pathlib import Path
 
@@ -14,6 +15,7 @@ def main():
     p.add_argument('--data', default=str(DATA))
     p.add_argument('--size', type=int, nargs=2, default=(128, 96))
     p.add_argument('--bs', type=int, default=64)
+    p.add_argument('--predict-run', default=None, metavar='RUN', help='also profile predict_probs with this run folder')
     a = p.parse_args()
     import torch; torch.set_num_threads(1)
     from fastai.vision.all import Resize
@@ -34,5 +36,17 @@ def main():
     pr.disable(); dt = time.perf_counter() - t
     print(f"8 training batches of {a.bs}: {dt:.2f} s, {dt / (8 * a.bs) * 1000:.2f} ms per image (one process, no model)")
     s = io.StringIO(); pstats.Stats(pr, stream=s).sort_stats('tottime').print_stats(10); print(s.getvalue())
+    if a.predict_run:
+        from mask_fastai.learner import load_run
+        from mask_fastai.inference import image_dl, predict_probs
+        torch.set_num_threads(os.cpu_count())
+        model, conf = load_run(a.predict_run)
+        paths = list(df.crop_path[:960])
+        predict_probs(model, image_dl(paths[:a.bs], conf['size'], conf['stats'], bs=a.bs))
+        pr = cProfile.Profile(); t = time.perf_counter(); pr.enable()
+        predict_probs(model, image_dl(paths, conf['size'], conf['stats'], bs=a.bs))
+        pr.disable(); dt = time.perf_counter() - t
+        print(f"predict {len(paths)} crops at {conf['size']}: {len(paths) / dt:.0f} img/s")
+        s = io.StringIO(); pstats.Stats(pr, stream=s).sort_stats('tottime').print_stats(8); print(s.getvalue())
 
 if __name__ == '__main__': main()
