@@ -8,7 +8,7 @@ import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from fastai.torch_core import Module
 from fastai.callback.mixup import reduce_loss
 from .core import *
-from .model import task_log_probs, combine_task_logits, fine_age_bin
+from .model import task_log_probs, combine_task_logits, fine_age_bin, default_fine_edges
 
 # %% auto #0
 __all__ = ['FocalLossLS', 'inverse_frequency_weights', 'MultiTaskLoss']
@@ -111,8 +111,9 @@ class MultiTaskLoss(Module):
         "Per-sample cross-entropy of the model's fine age bins against the true `age` (years)."
         fine = self.fine_logits() if self.fine_logits is not None else None
         if fine is None: raise ValueError("fine_age_weight > 0 needs a model with a fine age head (age_head='fine') and `fine_logits` set")
-        bins = torch.as_tensor(fine_age_bin(torch.as_tensor(age).detach().cpu().view(-1).numpy(), self.fine_age_edges), device=fine.device)
-        return F.cross_entropy(fine.float(), bins.long(), reduction='none')
+        edges = torch.tensor(default_fine_edges() if self.fine_age_edges is None else self.fine_age_edges, dtype=torch.float, device=fine.device)
+        bins = torch.bucketize(torch.as_tensor(age, device=fine.device).float().view(-1), edges, right=True)   # = fine_age_bin, on the device (no sync per batch)
+        return F.cross_entropy(fine.float(), bins, reduction='none')
 
     def forward(self, out:torch.Tensor, targ:torch.Tensor, age:torch.Tensor|None=None) -> torch.Tensor:
         per = self.task_losses(out, targ)
