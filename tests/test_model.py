@@ -132,7 +132,7 @@ def test_config_json_round_trip():
 
 def test_default_loads_packaged_weights():
     m = create_mask_model()  # pretrained=True, default arch, offline
-    src = torch.load(lite0_weights_path(), map_location='cpu', weights_only=True)
+    src = torch.load(offline_weights_path(), map_location='cpu', weights_only=True)
     sd = m.body.state_dict()
     assert torch.equal(sd['conv_stem.weight'], src['_conv_stem.weight'])
     assert torch.equal(sd['blocks.3.2.conv_pw.weight'], src['_blocks.7._expand_conv.weight'])
@@ -152,12 +152,12 @@ def _alarm(signum, frame): raise TimeoutError('pretrained download did not fail 
 
 def test_pretrained_other_arch_offline_fails_fast():
     "Offline, a non-default arch with pretrained=True fails in seconds with advice (guarded by a 30 s alarm)."
-    from mask_fastai.model import _hub_reachable
-    if _hub_reachable(): pytest.skip('network available: the download would succeed')
+    from mask_fastai.model import _hub_answers
+    if _hub_answers(): pytest.skip('network available: the download would succeed')
     old = signal.signal(signal.SIGALRM, _alarm); signal.alarm(30)
     try:
         t0 = time.time()
-        with pytest.raises(RuntimeError, match="resnet18.*arch='tf_efficientnet_lite0'.*pretrained=False"):
+        with pytest.raises(RuntimeError, match="resnet18.*no network.*tf_efficientnet_lite1.*pretrained=False"):
             create_mask_model(arch='resnet18', pretrained=True)
         assert time.time() - t0 < 10
     finally:

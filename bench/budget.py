@@ -1,0 +1,96 @@
+"""F1 against compute: train a recipe on maskbench-dev's train folder, predict its eval folder (plain, flip TTA, identity
+pooling, both), score each with the answer key, and append one record per seed to bench/results.jsonl.
+
+    python bench/budget.py default-5ep -- --epochs 5                       # anything after -- goes to `mask-fastai train`
+    python bench/budget.py s160-10ep --seeds 42 43 -- --size 160 120 --epochs 10
+    python bench/budget.py kf5-2ep --folds 5 -- --epochs 2                 # a k-fold ensemble (its OOF score is recorded)
+    python bench/budget.py --baseline-settings base-2ep -- --epochs 2     # the official baseline's settings
+    python bench/budget.py default-5ep --reuse -- --epochs 5              # keep a finished run, predict and score again
+
+Compute is measured as the CPU time of the `train` process (user + system, all threads), so that runs measured while
+other jobs shared the machine stay comparable; `cpu_min_2core` = CPU minutes / 2 is the wall time the same training
+takes on this idle 2-core machine. Face crops come from the cache (cropping maskbench-dev once is timed separately by
+`bench/foundation.py`). Everything goes through the `mask-fastai` commands a user runs."""
+import argparse, datetime, json, os, resource, subprocess, sys, time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent/'shared'/'data'/'maskbench-dev'
+BASELINE = ['--size', '128', '96', '--crop', 'false', '--aug', 'none']
+
+def rel(p) -> str:
+    "`p` relative to the repository or to the shared data folder, never an absolute path of this machine."
+    p = Path(p).resolve()
+    for base, tag in ((ROOT, ''), (ROOT.parent/'shared'/'data', 'data:')):
+        try: return tag + str(p.relative_to(base))
+        except ValueError: pass
+    return p.name
+
+def cli(*args, capture=False) -> tuple:
+    "Run `mask-fastai ARGS` with this interpreter; `(wall s, cpu s, stdout)`."
+    r0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.time()
+    r = subprocess.run([sys.executable, '-m', 'mask_fastai.cli', *map(str, args)], check=True, capture_output=capture, text=True)
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.time() - t0, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), r.stdout
+
+def finished(out:Path, folds) -> bool:
+    return (out/'metrics.json').exists() and (not folds or (out/'oof.csv').exists())
+
+def train(out:Path, a, seed:int) -> dict:
+    flags = ['--data', a.data, '--out', out, '--force', '--wandb', 'off', '--quiet', '--seed', seed]
+    flags += BASELINE if a.baseline_settings else []
+    flags += ['--folds', a.folds] if a.folds else []
+    if a.reuse and finished(out, a.folds): return dict(reused=True)
+    wall, cpu, _ = cli('train', *flags, *a.extra)
+    return dict(train_wall_s=round(wall, 1), train_cpu_s=round(cpu, 1), cpu_min_2core=round(cpu / 120, 2))
+
+def predict(out:Path, a) -> dict:
+    key, res = Path(a.data)/'answers'/'eval_labels.csv', {}
+    for v in a.predict.split(','):
+        opts = v.split('+')
+        flags = (['--tta'] if 'tta' in opts else []) + (['--pool-identities'] if 'pool' in opts else [])
+        sub = out/'bench'/f"{v.replace('+', '_')}.csv"
+        wall, cpu, _ = cli('predict', '--data', a.data, '--models', out, '--out', sub, '--force', '--quiet', *flags)
+        s = json.loads(cli('score', sub, key, capture=True)[2])
+        res[v] = dict(f1_macro=round(s['f1_macro'], 4), mask_f1=round(s['mask_f1'], 4), gender_f1=round(s['gender_f1'], 4),
+                      age_f1=round(s['age_f1'], 4), accuracy=round(s['accuracy'], 4), predict_wall_s=round(wall, 1))
+        print(f"  {v}: eval F1 {res[v]['f1_macro']}", flush=True)
+    return res
+
+def settings(out:Path, folds) -> dict:
+    "The resolved training settings of the run (of its first fold for a k-fold folder), as saved beside the model."
+    conf = json.loads(((out/'fold0') if folds else out).joinpath('config.json').read_text())['train']
+    return {k: v for k, v in conf.items() if k not in ('data', 'out', 'fold')}
+
+def git_commit() -> str:
+    try: return subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    except OSError: return ''
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('name', help='name of the recipe in the records (and of its run folder under runs/budget/)')
+    p.add_argument('--data', default=str(DATA))
+    p.add_argument('--seeds', type=int, nargs='+', default=[42])
+    p.add_argument('--folds', type=int, default=None, help='train a k-fold ensemble (train --folds K)')
+    p.add_argument('--baseline-settings', action='store_true', help='128x96 whole photos, no augmentation (the official baseline setting)')
+    p.add_argument('--predict', default='plain,tta,pool,tta+pool', help='comma-separated predict variants (options joined by +)')
+    p.add_argument('--reuse', action='store_true', help='keep a finished run folder instead of training again')
+    p.add_argument('--records', default=str(ROOT/'bench'/'results.jsonl'))
+    p.add_argument('extra', nargs='*', help='`mask-fastai train` flags (after --)')
+    a = p.parse_args()
+    for seed in a.seeds:
+        out = ROOT/'runs'/'budget'/f'{a.name}-s{seed}'
+        print(f"{a.name} seed {seed}: {' '.join(map(str, a.extra))}", flush=True)
+        res = dict(bench='budget', name=a.name, seed=seed, folds=a.folds, flags=' '.join((BASELINE if a.baseline_settings else []) + a.extra),
+                   data=rel(a.data), run=rel(out), load_before=round(os.getloadavg()[0], 2))
+        res.update(train(out, a, seed))
+        m = json.loads((out/'metrics.json').read_text())
+        res['valid_f1_macro'] = m.get('oof_f1_macro', m.get('f1_macro'))
+        res['valid_kind'] = 'oof' if a.folds else 'holdout'
+        res['settings'] = settings(out, a.folds)
+        res['eval'] = predict(out, a)
+        res.update(load_after=round(os.getloadavg()[0], 2), commit=git_commit(), date=datetime.date.today().isoformat())
+        print(json.dumps(res), flush=True)
+        with open(a.records, 'a') as f: f.write(json.dumps(res) + '\n')
+
+if __name__ == '__main__': main()
