@@ -38,7 +38,8 @@ def main():
     s = io.StringIO(); pstats.Stats(pr, stream=s).sort_stats('tottime').print_stats(10); print(s.getvalue())
     if a.predict_run:
         from mask_fastai.learner import load_run
-        from mask_fastai.inference import image_dl, predict_probs
+        from mask_fastai.dataloaders import image_dl
+        from mask_fastai.inference import predict_probs
         torch.set_num_threads(os.cpu_count())
         model, conf = load_run(a.predict_run)
         paths = list(df.crop_path[:960])

@@ -21,7 +21,8 @@ def main():
     a = p.parse_args()
     from sklearn.metrics import f1_score, recall_score
     from mask_fastai.core import MASK_NAMES
-    from mask_fastai.inference import load_runs, image_dl, predict_probs
+    from mask_fastai.inference import load_runs, predict_probs
+    from mask_fastai.dataloaders import image_dl
     from mask_fastai.postprocess import task_marginals
     lab = pd.read_csv(Path(a.data)/'labels.csv')
     bad = set(lab['mask']) - set(LABELS)

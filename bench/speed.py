@@ -53,7 +53,8 @@ def model_only_predict(model, bs, hw, n):
     return n * bs / (time.perf_counter() - t)
 
 def real_predict(model, paths, hw, stats, bs):
-    from mask_fastai.inference import image_dl, predict_probs
+    from mask_fastai.dataloaders import image_dl
+    from mask_fastai.inference import predict_probs
     dl = image_dl(paths, hw, stats, bs=bs)
     predict_probs(model, image_dl(paths[:bs], hw, stats, bs=bs))   # warm-up
     t = time.perf_counter(); predict_probs(model, dl)

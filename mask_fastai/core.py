@@ -10,8 +10,8 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['MASK_NAMES', 'GENDER_NAMES', 'AGE_GROUP_NAMES', 'AGE_BINS', 'TASKS', 'TASK_NAMES', 'TASK_SIZES', 'N_CLASSES',
-           'STEM_TO_MASK', 'STEMS', 'IMAGE_EXTS', 'CLASS_NAMES', 'encode_class', 'decode_class', 'class_name',
-           'age_to_group', 'cache_dir']
+           'STEM_TO_MASK', 'STEMS', 'IMAGE_EXTS', 'CLASS_NAMES', 'PROB_COLS', 'encode_class', 'decode_class',
+           'class_name', 'age_bin', 'age_to_group', 'cache_dir']
 
 # %% ../nbs/00_core.ipynb #76dd0513
 MASK_NAMES = ('wear', 'incorrect', 'not_wear')
@@ -42,15 +42,20 @@ def class_name(c:int) -> str:
     return f'{MASK_NAMES[m]}/{GENDER_NAMES[g]}/{AGE_GROUP_NAMES[a]}'
 
 CLASS_NAMES = tuple(class_name(c) for c in range(N_CLASSES))
+PROB_COLS = [f'p{c}' for c in range(N_CLASSES)]   # a list: pandas reads a tuple as one column key
 
 # %% ../nbs/00_core.ipynb #c031f9fe
+def age_bin(age, edges):
+    "Index of the bin of `age` (scalar or array) between ascending `edges`: `age < edges[0]` is 0, an edge belongs to the bin above it."
+    res = np.digitize(np.asarray(age), tuple(edges), right=False)
+    return int(res) if np.ndim(res) == 0 else res
+
 def age_to_group(age, bins=AGE_BINS):
-    "Age group index for `age` (scalar or array) given ascending bin edges: `age < bins[0]` is 0, and so on."
+    "Age group index of `age` (scalar or array) given the group edges `bins`: `age < bins[0]` is 0, and so on."
     bins = tuple(bins)
     if len(bins) != len(AGE_GROUP_NAMES) - 1 or list(bins) != sorted(bins):
         raise ValueError(f"age bins must be {len(AGE_GROUP_NAMES)-1} ascending edges, got {bins}")
-    res = np.digitize(np.asarray(age), bins, right=False)
-    return int(res) if np.ndim(res) == 0 else res
+    return age_bin(age, bins)
 
 # %% ../nbs/00_core.ipynb #68c3aa9b
 def cache_dir(*parts) -> Path:

@@ -3,9 +3,10 @@ import re
 import numpy as np, pandas as pd, pytest, torch
 from mask_fastai.core import GENDER_NAMES, N_CLASSES, STEMS
 from mask_fastai.data import SWAP, load_corrections, apply_corrections, set_labels
-from mask_fastai.learner import PROB_COLS
-from mask_fastai.analysis import (synthetic_oof, read_oof, find_mislabels, mislabel_precision_recall, candidates_to_corrections,
+from mask_fastai.core import PROB_COLS
+from mask_fastai.analysis import (read_oof, find_mislabels, mislabel_precision_recall, candidates_to_corrections,
                                   plot_candidates, write_mislabel_review, per_class_table, cam_layer, grad_cam, mask_report, CANDIDATE_COLS)
+from mask_fastai.test_utils import *
 
 KIND = {'incorrect_normal_swap': 'mask_swap'}
 

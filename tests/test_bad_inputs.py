@@ -11,6 +11,7 @@ from PIL import Image, ImageFile
 from mask_fastai.core import *
 from mask_fastai.data import *
 from mask_fastai.data import ORIENTATION
+from mask_fastai.test_utils import *
 
 PEOPLE = (('000001', 'male', 'Asian', 25), ('000002', 'female', 'Asian', 45), ('000003', 'male', 'Asian', 62),
           ('000004', 'female', 'Asian', 33))

@@ -10,6 +10,7 @@ from mask_fastai.metrics import mask_metrics, TASK_SHORT_NAMES
 from mask_fastai.model import ModelConfig, MaskHead, MaskModel, task_log_probs
 from mask_fastai.callbacks import *
 from mask_fastai.callbacks import _format_config_value_safe
+from mask_fastai.test_utils import *
 
 H, W = 32, 24
 

@@ -4,6 +4,7 @@ from PIL import Image
 from mask_fastai.core import *
 from mask_fastai.data import *
 from mask_fastai.splits import *
+from mask_fastai.test_utils import *
 
 PEOPLE = (('000001', 'male', 'Asian', 25), ('000002', 'female', 'Asian', 45), ('001498-1', 'female', 'Asian', 62))
 

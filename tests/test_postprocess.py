@@ -4,8 +4,9 @@ import numpy as np, pytest, torch
 from sklearn.metrics import f1_score
 from mask_fastai.core import N_CLASSES, TASK_SIZES, encode_class, decode_class
 from mask_fastai.postprocess import (as_probs, soft_vote, hard_vote, macro_f1, fit_offsets, offset_basis, apply_offsets, save_offsets, load_offsets,
-                                     imbalanced_example, task_marginals, group_identities, group_purity, clustered_embeddings,
+                                     task_marginals, group_identities, group_purity,
                                      pool_identities, combine_embeddings, identity_features, identity_groups)
+from mask_fastai.test_utils import *
 
 
 def onehotish(ids, conf=.8):

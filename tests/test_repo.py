@@ -29,3 +29,70 @@ def test_no_large_files_tracked():
     except (OSError, subprocess.CalledProcessError): return
     big = [f for f in files if (ROOT/f).is_file() and (ROOT/f).stat().st_size > 1_000_000]
     assert not big, big
+
+
+# The shape of the code (issue: one idea per module, short functions, no cycles)
+import ast, json
+
+LIB = ROOT/'mask_fastai'
+
+def lib_modules():
+    return {p.stem: p for p in sorted(LIB.glob('*.py')) if p.stem not in ('__init__', '_modidx')}
+
+def test_no_function_over_50_lines():
+    long = []
+    for name, p in lib_modules().items():
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1 + len(node.decorator_list)
+                if n > 50: long.append(f'{name}.{node.name}: {n} lines')
+    assert not long, long
+
+def export_cells():
+    for nb in sorted((ROOT/'nbs').rglob('*.ipynb')):
+        for i, c in enumerate(json.loads(nb.read_text())['cells']):
+            src = ''.join(c['source'])
+            if c['cell_type'] == 'code' and src.lstrip().startswith(('#| export', '#|export')): yield nb, i, src
+
+def test_no_export_cell_over_60_lines():
+    long = [f'{nb.relative_to(ROOT)} cell {i}: {len(src.splitlines())} lines' for nb, i, src in export_cells() if len(src.splitlines()) > 60]
+    assert not long, long
+
+def test_no_unittest_in_the_library():
+    used = [n for n, p in lib_modules().items() if 'unittest' in p.read_text()]
+    assert not used, used
+
+def imports_of(p) -> set:
+    "Modules of mask_fastai that module file `p` imports anywhere (top level or inside functions)."
+    res = set()
+    for node in ast.walk(ast.parse(p.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            mod = node.module or ''
+            if (node.level == 1 and not mod) or (node.level == 0 and mod == 'mask_fastai'): res.update(a.name for a in node.names)
+            elif node.level == 1: res.add(mod.split('.')[0])
+            elif mod.startswith('mask_fastai.'): res.add(mod.split('.')[1])
+        elif isinstance(node, ast.Import):
+            res.update(a.name.split('.')[1] for a in node.names if a.name.startswith('mask_fastai.'))
+    return res
+
+def test_no_import_cycle():
+    mods = lib_modules()
+    graph = {m: imports_of(p) & set(mods) for m, p in mods.items()}
+    seen, stack, cycles = set(), [], []
+    def visit(m):
+        if m in stack: cycles.append(stack[stack.index(m):] + [m]); return
+        if m in seen: return
+        seen.add(m); stack.append(m)
+        for n in sorted(graph[m]): visit(n)
+        stack.pop()
+    for m in sorted(graph): visit(m)
+    assert not cycles, cycles
+
+def test_test_fixtures_live_in_test_utils():
+    import mask_fastai.test_utils as tu
+    fixtures = set(tu.__all__)
+    elsewhere = [f'{n}.{node.name}' for n, p in lib_modules().items() if n != 'test_utils'
+                 for node in ast.parse(p.read_text()).body if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in fixtures]
+    assert not elsewhere, elsewhere
+    used = [n for n, p in lib_modules().items() if n != 'test_utils' and 'test_utils' in imports_of(p)]
+    assert not used, f'library modules must not import test_utils: {used}'
