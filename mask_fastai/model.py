@@ -4,7 +4,8 @@
 
 # %% ../nbs/08_model.ipynb #0c9f5f46
 from __future__ import annotations
-import difflib, json, os
+import difflib, functools, json, os, typing
+from typing import Literal
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
@@ -15,8 +16,9 @@ from .core import *
 # %% auto #0
 __all__ = ['FINE_AGE_STEP_EDGES', 'DEFAULT_ARCH', 'OFFLINE_WEIGHTS', 'combine_task_logits', 'task_log_probs',
            'default_fine_edges', 'fine_age_bin', 'fine_age_names', 'fine_to_group_matrix', 'fine_to_group_log_probs',
-           'ModelConfig', 'MaskHead', 'offline_weights_path', 'load_offline_weights', 'norm_stats', 'check_arch',
-           'create_body', 'MaskModel', 'create_mask_model', 'mask_splitter', 'save_mask_model', 'load_mask_model']
+           'check_choices', 'ModelConfig', 'MaskHead', 'offline_weights_path', 'load_offline_weights', 'norm_stats',
+           'check_arch', 'create_body', 'MaskModel', 'create_mask_model', 'mask_splitter', 'save_mask_model',
+           'load_mask_model']
 
 # %% ../nbs/08_model.ipynb #607bf2b4
 def combine_task_logits(mask:torch.Tensor, gender:torch.Tensor, age:torch.Tensor) -> torch.Tensor:
@@ -61,25 +63,40 @@ def fine_to_group_log_probs(fine_logits:torch.Tensor, m:torch.Tensor) -> torch.T
     return (lp[:, :, None] + m.to(lp).log()[None]).logsumexp(1)
 
 # %% ../nbs/08_model.ipynb #6b45c8e9
+@functools.cache
+def _choices(cls) -> dict:
+    "`{field: allowed values}` of the `Literal`-typed fields of dataclass `cls` (`X|None` fields also allow None)."
+    res = {}
+    for name, tp in typing.get_type_hints(cls).items():
+        args = typing.get_args(tp)
+        lit = [a for a in (args if type(None) in args else (tp,)) if typing.get_origin(a) is Literal]
+        if lit: res[name] = typing.get_args(lit[0]) + ((None,) if type(None) in args else ())
+    return res
+
+def check_choices(cfg):
+    "Raise a `ValueError` naming the field if a `Literal`-typed field of dataclass instance `cfg` holds another value."
+    for name, ok in _choices(type(cfg)).items():
+        v = getattr(cfg, name)
+        if v not in ok: raise ValueError(f"{name} must be one of {tuple(o for o in ok if o is not None)}{' or None' if None in ok else ''}, got {v!r}")
+
 @dataclass
 class ModelConfig:
-    "How to build a `MaskModel`; `to_dict`/`from_dict` round-trip through JSON."
-    arch: str = 'tf_efficientnet_lite0'  # any `timm` model name
-    head: str = 'multi'  # 'multi': mask, gender, age heads combined; 'joint': one 18-way linear layer
+    "How to build a `MaskModel`; `to_dict`/`from_dict` round-trip through JSON. Each field's comment is its help (also on the command line)."
+    arch: str = 'tf_efficientnet_lite0'  # timm backbone (offline ImageNet weights: tf_efficientnet_lite0, lite1, lite2)
+    head: Literal['multi', 'joint'] = 'multi'  # multi: mask, gender and age heads combined; joint: one 18-way layer
     dropout: float = 0.2  # dropout before the head's linear layer
-    ms_dropout: int = 0  # >1: multi-sample dropout, logits averaged over this many dropout masks in training
-    age_head: str = 'group'  # 'group': 3 age-group logits; 'fine': fine age bins summed into groups
-    age_bins: tuple = AGE_BINS  # age-group edges (see `core.age_to_group`)
-    fine_age_edges: tuple|None = None  # fine-bin edges; None: `default_fine_edges(age_bins)`
-    pool: str = 'avg'  # timm `global_pool` of the body: 'avg', 'max', 'avgmax', 'catavgmax', ...
-    drop_path: float = 0.  # timm `drop_path_rate` (stochastic depth) of the body
-    pretrained: bool = True  # ImageNet weights (offline for tf_efficientnet_lite0)
+    ms_dropout: int = 0  # multi-sample dropout: logits averaged over this many dropout masks in training (0: off)
+    age_head: Literal['group', 'fine'] = 'group'  # group: 3 age-group logits; fine: 5-year age bins summed into the groups
+    age_bins: tuple[int, int] = AGE_BINS  # age-group edges: under the first, up to the second, from the second on
+    fine_age_edges: tuple[int, ...]|None = None  # fine age-bin edges (default: 5-year bins from 20 to 75 plus the age-group edges)
+    pool: str = 'avg'  # timm global pooling of the body: avg, max, avgmax, catavgmax
+    drop_path: float = 0.  # stochastic depth rate of the body (timm drop_path_rate)
+    pretrained: bool = True  # start from ImageNet weights (offline for tf_efficientnet_lite0, lite1, lite2)
 
     def __post_init__(self):
         self.age_bins = tuple(int(b) for b in self.age_bins)
         age_to_group(0, self.age_bins)
-        if self.head not in ('multi', 'joint'): raise ValueError(f"head must be 'multi' or 'joint', got {self.head!r}")
-        if self.age_head not in ('group', 'fine'): raise ValueError(f"age_head must be 'group' or 'fine', got {self.age_head!r}")
+        check_choices(self)
         if self.head == 'joint' and self.age_head == 'fine': raise ValueError("age_head='fine' needs head='multi'")
         if not 0 <= self.dropout < 1: raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if int(self.ms_dropout) != self.ms_dropout or self.ms_dropout < 0: raise ValueError(f"ms_dropout must be an int >= 0, got {self.ms_dropout}")
@@ -96,8 +113,8 @@ class ModelConfig:
         "Config from `to_dict` output; unknown keys are an error (typos would silently change the model)."
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
-        if unknown: raise ValueError(f"unknown ModelConfig keys {unknown}; known: {sorted(names)}")
-        return cls(**d)
+        if unknown: raise ValueError(f"unknown {cls.__name__} keys {unknown}; known: {sorted(names)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 # %% ../nbs/08_model.ipynb #ebe2ae68
 class MaskHead(nn.Module):
