@@ -201,6 +201,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'mask_fastai.demo._hair_texture': ('demo.html#_hair_texture', 'mask_fastai/demo.py'),
                                   'mask_fastai.demo._hairline': ('demo.html#_hairline', 'mask_fastai/demo.py'),
                                   'mask_fastai.demo._lerp': ('demo.html#_lerp', 'mask_fastai/demo.py'),
+                                  'mask_fastai.demo._mask_pattern': ('demo.html#_mask_pattern', 'mask_fastai/demo.py'),
+                                  'mask_fastai.demo._mask_seams': ('demo.html#_mask_seams', 'mask_fastai/demo.py'),
                                   'mask_fastai.demo._mouth': ('demo.html#_mouth', 'mask_fastai/demo.py'),
                                   'mask_fastai.demo._neck': ('demo.html#_neck', 'mask_fastai/demo.py'),
                                   'mask_fastai.demo._noise_tiles': ('demo.html#_noise_tiles', 'mask_fastai/demo.py'),

@@ -314,6 +314,40 @@ def _render_base(p:dict, size:tuple) -> Image.Image:
 # %% ../nbs/04_demo.ipynb #d4cce26d
 _SHIFTS = {'nose': (.4, .9), 'chin': (.7, .75)}   # incorrect style -> (shift down in face half-heights, height factor)
 
+def _mask_pattern(img, g, xs, ys, y0, y1, col, rng):
+    "Dots or stripes on the mask polygon `xs, ys` (from `y0` to `y1`), clipped to it."
+    cx, a, b = g.cx, g.a, g.b
+    m = Image.new('L', img.size, 0)
+    ImageDraw.Draw(m).polygon(g.pts(xs, ys), fill=255)
+    pat = img.copy()
+    dp = ImageDraw.Draw(pat)
+    pc, step, stripes = _col(_lerp(col, (255 - col[0], 200 - col[1]//2, 120), .7)), rng.uniform(.12, .2)*a, rng.random() < .4
+    for j, yy in enumerate(np.arange(y0 - .2*b, y1 + .3*b, step)):
+        if stripes: dp.line(g.pts([cx - 1.2*a, cx + 1.2*a], [yy, yy]), fill=pc, width=g.line_width(step*.35))
+        else:
+            for xx in np.arange(cx - 1.2*a + (j % 2)*step/2, cx + 1.2*a, step): dp.ellipse(g.ell(xx, yy, step*.18, step*.18), fill=pc)
+    img.paste(pat, (0, 0), m)
+
+def _mask_seams(img, g, kind, col, y0, yv, hw, dark, lw):
+    "The lines of each kind of mask: a surgical mask's nose wire, pleats and side bindings, a KF94's seam and fold, a cloth mask's seam and sheen."
+    cx, a, b, d = g.cx, g.a, g.b, ImageDraw.Draw(img)
+    if kind == 'surgical':
+        uu = np.linspace(-1, 1, 9)
+        d.line(g.pts(cx + uu*hw[0]*.95, yv[0] + .035*b + 0*uu), fill=dark, width=lw)
+        for v in (.3, .5, .7):
+            i = int(v*(len(yv) - 1))
+            d.line(g.pts(cx + uu*hw[i]*.97, yv[i] + .04*b*(1 - uu**2)), fill=dark, width=lw)
+        for sg in (-1, 1): d.line(g.pts([cx + sg*hw[1]*.93, cx + sg*hw[-2]*.93], [yv[1], yv[-2]]), fill=dark, width=lw*2)
+    elif kind == 'kf94':
+        d.line(g.pts([cx, cx], [y0 - .08*b, yv[-1] + .1*b]), fill=dark, width=lw)
+        i = int(.45*(len(yv) - 1))
+        d.line(g.pts([cx - hw[i], cx - .15*a, cx + .15*a, cx + hw[i]], [yv[i], yv[i] + .08*b, yv[i] + .08*b, yv[i]]), fill=dark, width=lw)
+    else:                    # cloth (and pattern)
+        d.line(g.pts([cx, cx], [y0 + .02*b, yv[-1] + .08*b]), fill=dark, width=lw)
+        i = int(.55*(len(yv) - 1))
+        d.ellipse(g.ell(cx + .35*a, yv[i], .25*a, .2*b), fill=_shade(col, 1.06 if sum(col) < 600 else .97))
+
+# %% ../nbs/04_demo.ipynb #e0672cdd
 def _draw_mask(img, g, look, shift=0., scrunch=1.):
     "Draw mask `look` on the canvas `img`, its top edge `shift*b` below the nose bridge."
     kind, col = look['kind'], look['color']
@@ -336,33 +370,8 @@ def _draw_mask(img, g, look, shift=0., scrunch=1.):
                    fill=(235, 235, 235) if kind == 'kf94' else _shade(col, .9), width=g.line_width(max(1.5, a/40)))
     d.polygon(g.pts(xs, ys), fill=_col(col), outline=dark, width=lw)
     d.polygon(g.pts(cx + (xs - cx)*.8, ys + .02*b), fill=_shade(col, 1.1))   # lighter front: a rounded look
-    if kind == 'pattern':   # dots or stripes, clipped to the mask
-        m = Image.new('L', img.size, 0)
-        ImageDraw.Draw(m).polygon(g.pts(xs, ys), fill=255)
-        pat = img.copy()
-        dp = ImageDraw.Draw(pat)
-        pc, step, stripes = _col(_lerp(col, (255 - col[0], 200 - col[1]//2, 120), .7)), rng.uniform(.12, .2)*a, rng.random() < .4
-        for j, yy in enumerate(np.arange(y0 - .2*b, yv[-1] + .3*b, step)):
-            if stripes: dp.line(g.pts([cx - 1.2*a, cx + 1.2*a], [yy, yy]), fill=pc, width=g.line_width(step*.35))
-            else:
-                for xx in np.arange(cx - 1.2*a + (j % 2)*step/2, cx + 1.2*a, step): dp.ellipse(g.ell(xx, yy, step*.18, step*.18), fill=pc)
-        img.paste(pat, (0, 0), m)
-        d = ImageDraw.Draw(img)
-    if kind == 'surgical':   # nose wire, three pleats, side bindings
-        uu = np.linspace(-1, 1, 9)
-        d.line(g.pts(cx + uu*hw[0]*.95, yv[0] + .035*b + 0*uu), fill=dark, width=lw)
-        for v in (.3, .5, .7):
-            i = int(v*(len(yv) - 1))
-            d.line(g.pts(cx + uu*hw[i]*.97, yv[i] + .04*b*(1 - uu**2)), fill=dark, width=lw)
-        for sg in (-1, 1): d.line(g.pts([cx + sg*hw[1]*.93, cx + sg*hw[-2]*.93], [yv[1], yv[-2]]), fill=dark, width=lw*2)
-    elif kind == 'kf94':     # central seam and a horizontal fold
-        d.line(g.pts([cx, cx], [y0 - .08*b, yv[-1] + .1*b]), fill=dark, width=lw)
-        i = int(.45*(len(yv) - 1))
-        d.line(g.pts([cx - hw[i], cx - .15*a, cx + .15*a, cx + hw[i]], [yv[i], yv[i] + .08*b, yv[i] + .08*b, yv[i]]), fill=dark, width=lw)
-    else:                    # cloth: central seam and a sheen
-        d.line(g.pts([cx, cx], [y0 + .02*b, yv[-1] + .08*b]), fill=dark, width=lw)
-        i = int(.55*(len(yv) - 1))
-        d.ellipse(g.ell(cx + .35*a, yv[i], .25*a, .2*b), fill=_shade(col, 1.06 if sum(col) < 600 else .97))
+    if kind == 'pattern': _mask_pattern(img, g, xs, ys, y0, yv[-1], col, rng)
+    _mask_seams(img, g, kind, col, y0, yv, hw, dark, lw)
     return img
 
 # %% ../nbs/04_demo.ipynb #c990f991
