@@ -239,7 +239,7 @@ def _crop_table(paths:list, rows:list) -> pd.DataFrame:
     return df.astype({'detected': bool, 'cached': bool, **{c: int for c in ('x0', 'y0', 'x1', 'y1')}})
 
 @delegates(CropSettings)
-def face_crops(paths, cache_dir=None, batch_size:int=32, device=None, num_threads:int|None=1, n_workers:int=4,
+def face_crops(paths, cache_dir=None, *, batch_size:int=32, device=None, num_threads:int|None=1, n_workers:int=4,
                progress:bool=True, **kwargs) -> pd.DataFrame:
     "Face crop (cached JPEG) of each image in `paths` with the `CropSettings` in `kwargs`: one row per path with crop file, box and detection result."
     paths = [str(p) for p in (paths.tolist() if hasattr(paths, 'tolist') else paths)]
