@@ -12,13 +12,13 @@ from fastai.vision.all import DisplayedTransform, PILImage
 __all__ = ['AUG_RECIPES', 'aug_pipeline', 'AlbumentationsTransform']
 
 # %% ../nbs/06_augment.ipynb #979c8538
-_SSR = dict(translate_percent=(-0.06, 0.06), scale=(0.9, 1.1), rotate=(-10, 10), border_mode=4)  # 4 = cv2.BORDER_REFLECT_101
+_SHIFT_SCALE_ROTATE = dict(translate_percent=(-0.06, 0.06), scale=(0.9, 1.1), rotate=(-10, 10), border_mode=4)  # Affine's settings; 4 = cv2.BORDER_REFLECT_101
 AUG_RECIPES = {
     'none': [],
     'flip': [('HorizontalFlip', dict(p=0.5))],
     'light': [('HorizontalFlip', dict(p=0.5)), ('RandomBrightnessContrast', dict(p=0.5))],
     'default': [('HorizontalFlip', dict(p=0.5)),
-                ('Affine', dict(**_SSR, p=0.5)),
+                ('Affine', dict(**_SHIFT_SCALE_ROTATE, p=0.5)),
                 ('HueSaturationValue', dict(hue_shift_limit=10, sat_shift_limit=20, val_shift_limit=10, p=0.3)),
                 ('RandomBrightnessContrast', dict(brightness_limit=0.2, contrast_limit=0.2, p=0.5)),
                 ('GaussNoise', dict(std_range=(0.02, 0.08), p=0.2)),

@@ -22,26 +22,35 @@ PROBLEM_COLS = ['kind', 'row', 'person', 'path', 'detail']
 PROBLEM_MODES = ('raise', 'return', 'skip')
 
 class DataProblemError(ValueError):
-    "Raised when a data folder has problems; `.problems` holds the full table."
-    def __init__(self, what:str, problems:pd.DataFrame, max_lines:int=25,
-                 hint:str="Fix them, pass problems='skip' to go on without the bad rows, or problems='return' to get the usable rows and this table."):
-        self.problems = problems
-        lines = [f"{len(problems)} problem(s) in {what}:"]
-        for r in problems.head(max_lines).itertuples():
+    "Raised when a data folder has problems: `.problems` holds the full table; the message lists them and ends with `.hint`, which a caller may change."
+    hint = "Fix them, pass problems='skip' to go on without the bad rows, or problems='return' to get the usable rows and this table."
+    def __init__(self, what:str, problems:pd.DataFrame, max_lines:int=25, hint:str|None=None):
+        super().__init__(what, problems)
+        self.what, self.problems, self.max_lines = what, problems, max_lines
+        if hint is not None: self.hint = hint
+
+    def with_hint(self, hint:str) -> DataProblemError:
+        "Set the advice that ends the message and return the error itself, for `raise e.with_hint(...)`."
+        self.hint = hint
+        return self
+
+    def __str__(self):
+        lines = [f"{len(self.problems)} problem(s) in {self.what}:"]
+        for r in self.problems.head(self.max_lines).itertuples():
             row = f" (csv line {int(r.row)})" if pd.notna(r.row) else ''
             lines.append(f"  - {r.kind}{row}: {r.path or r.person}: {r.detail}")
-        if len(problems) > max_lines: lines.append(f"  ... and {len(problems)-max_lines} more (see `.problems`)")
-        lines.append(hint)
-        super().__init__('\n'.join(lines))
+        if len(self.problems) > self.max_lines: lines.append(f"  ... and {len(self.problems) - self.max_lines} more (see `.problems`)")
+        return '\n'.join(lines + [self.hint])
 
 def _problems(rows) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=PROBLEM_COLS).astype({'row': 'Int64'})
 
-def _finish(df, probs, what, problems, **kw):
+def _apply_problem_mode(df:pd.DataFrame, probs:list, what:str, problems:str, hint:str|None=None):
+    "What a reader returns in mode `problems` for its usable rows `df` and problem rows `probs`: `df`, `(df, table)` or a `DataProblemError`."
     if problems not in PROBLEM_MODES: raise ValueError(f"problems must be one of {PROBLEM_MODES}, got {problems!r}")
     probs = _problems(probs)
     if problems == 'return': return df, probs
-    if len(probs) and (problems == 'raise' or not len(df)): raise DataProblemError(what, probs, **kw)
+    if len(probs) and (problems == 'raise' or not len(df)): raise DataProblemError(what, probs, hint=hint)
     if problems == 'raise': return df
     if len(probs): warnings.warn(f"{what}: skipped {len(probs)} problem(s) ({', '.join(f'{n} {k}' for k, n in probs.kind.value_counts().items())}); "
                                  f"going on with {len(df)} image(s)", stacklevel=3)
@@ -76,6 +85,7 @@ def why_unreadable(path, e:Exception) -> str:
     if 'truncated' in str(e).lower() or isinstance(e, EOFError): return f"truncated image ({n} bytes): {type(e).__name__}: {e}"
     return f"{type(e).__name__}: {e}"
 
+# %% ../nbs/02_data.ipynb #863e4aba
 def upright_size(im:Image.Image) -> tuple:
     "`(width, height)` of an opened (not yet drafted) image once its EXIF orientation is applied."
     w, h = im.size
@@ -172,6 +182,48 @@ def _person_files(folder:Path):
     return stems, other
 
 # %% ../nbs/02_data.ipynb #89ca6706
+_IMAGE_ROW_COLS = ['path', 'person', 'folder', 'stem', 'gender', 'race', 'age', 'mask', 'row']
+
+def _person_rows(i:int, p:pd.Series, people:pd.DataFrame, dups:dict, img_dir:Path) -> tuple:
+    "`(image rows, problems)` of train.csv row `i`, person `p`: its values, its folder and the files in it (`dups`: duplicated ids and paths)."
+    line, pid, folder, probs = i + 2, p['id'], img_dir/p['path'], []
+    def bad(kind, detail, f=folder): probs.append((kind, line, pid, str(f), detail))
+    for col, what in (('id', 'id'), ('path', 'folder')):
+        if dups[col][i]:
+            same = people[col] == p[col]
+            bad(f'duplicate_{col}', f"column {col!r}: {what} {p[col]!r} appears on {int(same.sum())} rows (csv lines {_lines(same)})"); return [], probs
+    errs = _row_errors(p)
+    for e in errs: bad('bad_value', e)
+    if errs: return [], probs
+    if not folder.is_dir(): bad('missing_folder', f"column 'path': no folder {p['path']!r} in {img_dir}"); return [], probs
+    m = _re_folder.match(p['path'])
+    if m is None or m['id'] != pid: bad('folder_mismatch', f"column 'path': folder name does not start with the id {pid!r} as <id>_<gender>_<race>_<age>"); return [], probs
+    stems, other = _person_files(folder)
+    for f in other: bad('unknown_file', f"not a {'/'.join(IMAGE_EXTS)} image named by a known stem", f)
+    for s in STEMS:
+        if s not in stems: bad('missing_stem', f"no {s!r} image ({'/'.join(IMAGE_EXTS)})")
+    rows = []
+    for s, fs in stems.items():
+        if s not in STEM_TO_MASK: bad('unknown_stem', f"{fs[0].name!r} is not one of {STEMS}", fs[0]); continue
+        if len(fs) > 1: bad('duplicate_stem', f"{len(fs)} files for stem {s!r}: {[f.name for f in fs]}", fs[0]); continue
+        rows.append(dict(path=str(fs[0]), person=pid, folder=p['path'], stem=s, gender=GENDER_NAMES.index(p['gender'].lower()),
+                         race=p['race'], age=int(p['age']), mask=STEM_TO_MASK[s], row=line))
+    return rows, probs
+
+# %% ../nbs/02_data.ipynb #7c67701e
+def _folders_without_row(img_dir:Path, listed:set, csv_name:str) -> list:
+    "Problems for the entries of `img_dir` (junk aside) that no train.csv row names."
+    return [('folder_without_row', pd.NA, '', str(f), f"not listed in the 'path' column of {csv_name}")
+            for f in sorted(img_dir.iterdir()) if not is_junk(f.name) and f.name not in listed]
+
+def _drop_unreadable(df:pd.DataFrame, probs:list) -> pd.DataFrame:
+    "`df` with each image's `width` and `height`, without the images that cannot be read (added to `probs`)."
+    info = _image_infos(df['path'])
+    df['width'], df['height'] = [o[0] for o in info], [o[1] for o in info]
+    for (pth, pid, line), (_, _, err) in zip(df[['path','person','row']].itertuples(index=False), info):
+        if err: probs.append(('unreadable_image', line, pid, pth, err))
+    return df[[o[2] is None for o in info]]
+
 def read_train(path, corrections='default', age_bins=AGE_BINS, check_images:bool=True, problems:str='raise'):
     "Read a competition `train` folder (or its parent) into one row per image; `problems` is 'raise', 'return' or 'skip' (see above)."
     path = Path(path)
@@ -180,45 +232,17 @@ def read_train(path, corrections='default', age_bins=AGE_BINS, check_images:bool
     if not img_dir.is_dir(): raise FileNotFoundError(f"{img_dir} not found: expected train/images/<id>_<gender>_<race>_<age>/")
     people = _read_csv(csv, TRAIN_COLS)
     people['path'] = people['path'].str.rstrip('/\\')
-    probs, rows = [], []
-    dup_id = people['id'].duplicated(keep=False) & (people['id'] != '')
-    dup_path = people['path'].duplicated(keep=False) & (people['path'] != '')
+    dups = {c: people[c].duplicated(keep=False) & (people[c] != '') for c in ('id', 'path')}
+    rows, probs = [], []
     for i, p in people.iterrows():
-        line, pid, folder = i + 2, p['id'], img_dir/p['path']
-        def bad(kind, detail, f=folder): probs.append((kind, line, pid, str(f), detail))
-        if dup_id[i]: bad('duplicate_id', f"column 'id': id {pid!r} appears on {int((people['id'] == pid).sum())} rows (csv lines {_lines(people['id'] == pid)})"); continue
-        if dup_path[i]: bad('duplicate_path', f"column 'path': folder {p['path']!r} appears on {int((people['path'] == p['path']).sum())} rows (csv lines {_lines(people['path'] == p['path'])})"); continue
-        errs = _row_errors(p)
-        for e in errs: bad('bad_value', e)
-        if errs: continue
-        gender, age = p['gender'].lower(), int(p['age'])
-        if not folder.is_dir(): bad('missing_folder', f"column 'path': no folder {p['path']!r} in {img_dir}"); continue
-        m = _re_folder.match(p['path'])
-        if m is None or m['id'] != pid: bad('folder_mismatch', f"column 'path': folder name does not start with the id {pid!r} as <id>_<gender>_<race>_<age>"); continue
-        stems, other = _person_files(folder)
-        for f in other: bad('unknown_file', f"not a {'/'.join(IMAGE_EXTS)} image named by a known stem", f)
-        for s in STEMS:
-            if s not in stems: bad('missing_stem', f"no {s!r} image ({'/'.join(IMAGE_EXTS)})")
-        for s, fs in stems.items():
-            if s not in STEM_TO_MASK: bad('unknown_stem', f"{fs[0].name!r} is not one of {STEMS}", fs[0]); continue
-            if len(fs) > 1: bad('duplicate_stem', f"{len(fs)} files for stem {s!r}: {[f.name for f in fs]}", fs[0]); continue
-            rows.append(dict(path=str(fs[0]), person=pid, folder=p['path'], stem=s, gender=GENDER_NAMES.index(gender),
-                             race=p['race'], age=age, mask=STEM_TO_MASK[s], row=line))
-    listed = set(people['path'])
-    for f in sorted(img_dir.iterdir()):
-        if not is_junk(f.name) and f.name not in listed:
-            probs.append(('folder_without_row', pd.NA, '', str(f), f"not listed in the 'path' column of {csv.name}"))
-    df = pd.DataFrame(rows, columns=['path','person','folder','stem','gender','race','age','mask','row'])
-    if check_images and len(df):
-        info = _image_infos(df['path'])
-        df['width'], df['height'] = [o[0] for o in info], [o[1] for o in info]
-        for (pth, pid, line), (_, _, err) in zip(df[['path','person','row']].itertuples(index=False), info):
-            if err: probs.append(('unreadable_image', line, pid, pth, err))
-        df = df[[o[2] is None for o in info]]
+        r, pr = _person_rows(i, p, people, dups, img_dir)
+        rows += r; probs += pr
+    probs += _folders_without_row(img_dir, set(people['path']), csv.name)
+    df = pd.DataFrame(rows, columns=_IMAGE_ROW_COLS)
+    if check_images and len(df): df = _drop_unreadable(df, probs)
     df = df.drop(columns='row').reset_index(drop=True)
     if corrections is not None: df = apply_corrections(df, corrections)
-    df = set_labels(df, age_bins)
-    return _finish(df, probs, str(csv.parent), problems)
+    return _apply_problem_mode(set_labels(df, age_bins), probs, str(csv.parent), problems)
 
 # %% ../nbs/02_data.ipynb #5a0c7a4f
 def set_labels(df:pd.DataFrame, age_bins=AGE_BINS) -> pd.DataFrame:
@@ -302,5 +326,5 @@ def read_eval(path, check_images:bool=True, problems:str='raise') -> pd.DataFram
     listed = set(df.ImageID)
     extra = [f.name for f in img_dir.iterdir() if not is_junk(f.name) and f.name not in listed]
     if extra: warnings.warn(f"{len(extra)} image(s) in {img_dir} are not listed in {csv.name} and will not be predicted, e.g. {extra[:3]}")
-    return _finish(df[ok].reset_index(drop=True), sorted(probs, key=lambda p: p[1]), str(csv), problems,
-                   hint=f"A submission needs a prediction for every row of {csv.name}: fix or restore these images (or the csv).")
+    return _apply_problem_mode(df[ok].reset_index(drop=True), sorted(probs, key=lambda p: p[1]), str(csv), problems,
+                               hint=f"A submission needs a prediction for every row of {csv.name}: fix or restore these images (or the csv).")

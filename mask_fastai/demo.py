@@ -4,13 +4,14 @@
 
 # %% ../nbs/04_demo.ipynb #2db2c7ab
 from __future__ import annotations
-import hashlib, json, math, os, shutil, uuid
+import hashlib, json, math, os
 from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 import cv2, numpy as np, pandas as pd
 from PIL import Image, ImageChops, ImageDraw
 from .core import *
+from .files import atomic_folder
 
 # %% auto #0
 __all__ = ['DEMO_VERSION', 'DEMO_FIRST_ID', 'DEMO_RACE', 'MASK_TYPES', 'demo_ages', 'random_person', 'make_people', 'draw_person',
@@ -95,17 +96,29 @@ class _Geo:
         self.m = _MARGIN*max(W, H)
         self.cx, self.cy, self.a = p['cx']*W, p['cy']*H, p['a']*W
         self.b, self.jaw = self.a*p['ratio'], p['jaw']
+        self.shoulder_y = self.cy + 1.42*self.b
         self.canvas = (int(W + 2*self.m), int(H + 2*self.m))
-    def P(self, x, y): return (x + self.m, y + self.m)
-    def pts(self, xs, ys): return [self.P(x, y) for x, y in zip(xs, ys)]
-    def box(self, x0, y0, x1, y1): return [*self.P(x0, y0), *self.P(x1, y1)]
-    def ell(self, cx, cy, rx, ry): return self.box(cx - rx, cy - ry, cx + rx, cy + ry)
-    def L(self, l): return max(1, int(round(l)))
+    def to_canvas(self, x, y):
+        "Canvas point of the output point `(x, y)`."
+        return (x + self.m, y + self.m)
+    def pts(self, xs, ys):
+        "Canvas points of the output points `zip(xs, ys)` (a polygon or a line)."
+        return [self.to_canvas(x, y) for x, y in zip(xs, ys)]
+    def box(self, x0, y0, x1, y1):
+        "Canvas box `[x0, y0, x1, y1]` of an output box."
+        return [*self.to_canvas(x0, y0), *self.to_canvas(x1, y1)]
+    def ell(self, cx, cy, rx, ry):
+        "Canvas box of the ellipse centred on `(cx, cy)` with radii `rx`, `ry`."
+        return self.box(cx - rx, cy - ry, cx + rx, cy + ry)
+    def line_width(self, l):
+        "A line width `l` in whole pixels, at least 1."
+        return max(1, int(round(l)))
     def hw(self, y):
         "Half width of the face at height `y`."
         v = np.clip((np.asarray(y, float) - self.cy)/self.b, -1, 1)
         return self.a*np.sqrt(1 - v**2)*(1 - (1 - self.jaw)*np.clip(v, 0, None)**1.5)
     def contour(self, n=96):
+        "`(xs, ys)` of `n` points around the face outline."
         t = np.linspace(0, 2*np.pi, n, endpoint=False)
         st = np.sin(t)
         return self.cx + self.a*np.cos(t)*(1 - (1 - self.jaw)*np.clip(st, 0, None)**1.5), self.cy + self.b*st
@@ -115,6 +128,17 @@ def _paste_tex(img, tex, draw_shape):
     m = Image.new('L', img.size, 0)
     draw_shape(ImageDraw.Draw(m))
     img.paste(tex, (0, 0), m)
+
+# %% ../nbs/04_demo.ipynb #f7a02017
+def _background(p, g, rng):
+    "Vertical two-colour gradient, darker at the sides, with smooth low-frequency blotches: the canvas."
+    Wc, Hc = g.canvas
+    w, h = Wc//16 + 2, Hc//16 + 2
+    c0, c1 = np.array(p['bg'][0], np.float32), np.array(p['bg'][1], np.float32)
+    t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
+    x = np.linspace(-1, 1, w, dtype=np.float32)[None, :, None]
+    bg = c0*(1 - t) + c1*t - 10*x**2 + rng.normal(0, p['bg_noise']*2, (h, w, 1))
+    return Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8)).resize((Wc, Hc), Image.BICUBIC)
 
 def _hair_texture(p, g, rng):
     "Hair colour with soft vertical strands, a share of them grey, darker towards the ends."
@@ -128,41 +152,27 @@ def _hair_texture(p, g, rng):
     tex = tex*(1 - .2*np.linspace(0, 1, h, dtype=np.float32)[:, None, None]**2)
     return Image.fromarray(np.clip(tex, 0, 255).astype(np.uint8)).resize((Wc, Hc), Image.BILINEAR)
 
-def _background(p, g, rng):
-    "Vertical two-colour gradient, darker at the sides, with smooth low-frequency blotches."
-    Wc, Hc = g.canvas
-    w, h = Wc//16 + 2, Hc//16 + 2
-    c0, c1 = np.array(p['bg'][0], np.float32), np.array(p['bg'][1], np.float32)
-    t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
-    x = np.linspace(-1, 1, w, dtype=np.float32)[None, :, None]
-    bg = c0*(1 - t) + c1*t - 10*x**2 + rng.normal(0, p['bg_noise']*2, (h, w, 1))
-    return Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8)).resize((Wc, Hc), Image.BICUBIC)
+def _torso(img, p, g):
+    "The clothes: a wide ellipse below the shoulders."
+    ImageDraw.Draw(img).ellipse(g.ell(g.cx, g.shoulder_y + 1.1*g.b, 2.3*g.a, 1.15*g.b), fill=_col(p['clothes']))
 
-# %% ../nbs/04_demo.ipynb #32cf2d71
-def _render_base(p:dict, size:tuple) -> Image.Image:
-    "Person `p` without a mask on the canvas: background, torso, hair, face and its cues."
-    g = _Geo(p, size)
-    rng = np.random.default_rng(p['seed'])
-    img = _background(p, g, rng)
+def _back_hair(img, p, g, rng, tex):
+    "The hair behind the head: down to the shoulders (of a random length) when long, else a cap."
     cx, cy, a, b = g.cx, g.cy, g.a, g.b
-    skin, hair = p['skin'], p['hair']
-    skin_d, skin_dd = _shade(skin, .86), _shade(skin, .72)
-    hair_tex = _hair_texture(p, g, rng)
-    d = ImageDraw.Draw(img)
-    # torso, then the hair behind the head
-    sh_y = cy + 1.42*b
-    d.ellipse(g.ell(cx, sh_y + 1.1*b, 2.3*a, 1.15*b), fill=_col(p['clothes']))
     if p['long_hair']:
         ln, u = rng.uniform(1.3, 2.), np.linspace(-1, 1, 9)
         xs = np.r_[cx - 1.25*a, cx + 1.28*a*u, cx + 1.25*a]
         ys = np.r_[cy - .2*b, cy + (ln + .12*np.cos(u*np.pi/2) - .1*u**8)*b, cy - .2*b]
-        _paste_tex(img, hair_tex, lambda dd: (dd.polygon(g.pts(xs, ys), fill=255), dd.ellipse(g.ell(cx, cy - .25*b, 1.25*a, .95*b), fill=255)))
-    else: _paste_tex(img, hair_tex, lambda dd: dd.ellipse(g.ell(cx, cy - .3*b, 1.08*a, .85*b), fill=255))
-    d = ImageDraw.Draw(img)
-    # neck and neckline
+        _paste_tex(img, tex, lambda d: (d.polygon(g.pts(xs, ys), fill=255), d.ellipse(g.ell(cx, cy - .25*b, 1.25*a, .95*b), fill=255)))
+    else: _paste_tex(img, tex, lambda d: d.ellipse(g.ell(cx, cy - .3*b, 1.08*a, .85*b), fill=255))
+
+def _neck(img, p, g):
+    "The neck, the shadow under the jaw and the neckline (V, round or a collar)."
+    cx, cy, a, b, sh_y = g.cx, g.cy, g.a, g.b, g.shoulder_y
+    skin_d, d = _shade(p['skin'], .86), ImageDraw.Draw(img)
     nw = .46*a*(1 + .1*(p['femininity'] < 0))
     d.rectangle(g.box(cx - nw, cy + .4*b, cx + nw, sh_y + .2*b), fill=skin_d)
-    d.ellipse(g.ell(cx, cy + .75*b, nw*1.02, .35*b), fill=skin_dd)  # shadow under the jaw
+    d.ellipse(g.ell(cx, cy + .75*b, nw*1.02, .35*b), fill=_shade(p['skin'], .72))
     if p['neckline'] == 'v':
         d.polygon(g.pts([cx - 1.1*nw, cx + 1.1*nw, cx], [sh_y - .02*b, sh_y - .02*b, sh_y + .55*b]), fill=skin_d)
     elif p['neckline'] == 'round': d.ellipse(g.ell(cx, sh_y, 1.25*nw, .28*b), fill=skin_d)
@@ -170,16 +180,25 @@ def _render_base(p:dict, size:tuple) -> Image.Image:
         d.ellipse(g.ell(cx, sh_y, 1.05*nw, .18*b), fill=skin_d)
         cc = _shade(p['clothes'], 1.25 if sum(p['clothes']) < 300 else .8)
         for sg in (-1, 1): d.polygon(g.pts([cx + sg*1.05*nw, cx + sg*1.7*nw, cx + sg*.15*nw], [sh_y - .12*b, sh_y + .22*b, sh_y + .32*b]), fill=cc)
-    for sg in (-1, 1): d.ellipse(g.ell(cx + sg*.98*a, cy - .02*b, .13*a, .2*b), fill=skin_d)   # ears
-    # face, lighter in the middle
-    fx, fy = g.contour()
+
+def _ears(img, p, g):
+    d = ImageDraw.Draw(img)
+    for sg in (-1, 1): d.ellipse(g.ell(g.cx + sg*.98*g.a, g.cy - .02*g.b, .13*g.a, .2*g.b), fill=_shade(p['skin'], .86))
+
+# %% ../nbs/04_demo.ipynb #49d48f02
+def _face(img, p, g):
+    "The face outline, lighter in the middle, and a little blush on younger women."
+    cx, cy, a, b, skin = g.cx, g.cy, g.a, g.b, p['skin']
+    d, (fx, fy) = ImageDraw.Draw(img), g.contour()
     d.polygon(g.pts(fx, fy), fill=_shade(skin, .92))
     d.polygon(g.pts(cx + (fx - cx)*.86, cy - .04*b + (fy - cy)*.9), fill=_col(skin))
-    if p['gender'] == 1 and p['age'] < 45:  # a little blush
+    if p['gender'] == 1 and p['age'] < 45:
         for sg in (-1, 1): d.ellipse(g.ell(cx + sg*.5*a, cy + .22*b, .2*a, .11*b), fill=_col(_lerp(skin, (230, 140, 140), .16)))
-    # age: wrinkles on the forehead, crow's feet, nasolabial folds, jowls
-    w, lw = p['wrinkles'], g.L(max(1., a/70))
-    wc = _shade(skin, 1 - .22*w)
+
+def _age_lines(img, p, g):
+    "With `wrinkles`: lines on the forehead, crow's feet, nasolabial folds; with `sag`: jowls."
+    cx, cy, a, b, skin, w = g.cx, g.cy, g.a, g.b, p['skin'], p['wrinkles']
+    d, lw, wc = ImageDraw.Draw(img), g.line_width(max(1., a/70)), _shade(skin, 1 - .22*w)
     if w > .05:
         for i in range(1 + int(3*w)):
             yy = cy - (.6 - .07*i)*b
@@ -191,7 +210,11 @@ def _render_base(p:dict, size:tuple) -> Image.Image:
     if p['sag'] > .05:
         for sg in (-1, 1):
             d.arc(g.ell(cx + sg*.5*a, cy + .75*b, .25*a, .2*b), 70 if sg < 0 else 20, 160 if sg < 0 else 110, fill=_shade(skin, 1 - .18*p['sag']), width=lw*2)
-    # eyes: bag, white, iris, pupil, highlight, lid line (thicker with eyeliner), crease
+
+def _eyes(img, p, g):
+    "Each eye: bag, white, iris, pupil, highlight, lid line (thicker with eyeliner), crease."
+    cx, cy, a, b, skin, w = g.cx, g.cy, g.a, g.b, p['skin'], p['wrinkles']
+    d, lw = ImageDraw.Draw(img), g.line_width(max(1., a/70))
     ey, ew = cy + p['eye_dy']*b, p['eye_w']*a
     eh = ew*(.42 - .1*w)
     for sg in (-1, 1):
@@ -201,53 +224,130 @@ def _render_base(p:dict, size:tuple) -> Image.Image:
         d.ellipse(g.ell(ex, ey, eh*.42, eh*.42), fill=_col(p['iris']))
         d.ellipse(g.ell(ex, ey, eh*.18, eh*.18), fill=(12, 10, 10))
         d.ellipse(g.ell(ex + .06*ew, ey - .12*eh, eh*.08, eh*.08), fill=(250, 250, 250))
-        d.arc(g.ell(ex, ey + .05*eh, ew/2, eh*.6), 190, 350, fill=(30, 24, 22), width=g.L(max(1., a/60)*(1 + 1.5*p['liner'])))
-        d.arc(g.ell(ex, ey - .5*eh*w, ew/2, eh*(.5 + .3*w)), 200, 340, fill=skin_dd, width=lw)
-    bc = _col(_lerp(_shade(hair, .9), (190, 188, 185), .7*p['grey']))
-    for sg in (-1, 1):   # eyebrows
+        d.arc(g.ell(ex, ey + .05*eh, ew/2, eh*.6), 190, 350, fill=(30, 24, 22), width=g.line_width(max(1., a/60)*(1 + 1.5*p['liner'])))
+        d.arc(g.ell(ex, ey - .5*eh*w, ew/2, eh*(.5 + .3*w)), 200, 340, fill=_shade(skin, .72), width=lw)
+
+def _eyebrows(img, p, g):
+    "Eyebrows `brow` thick, of the hair colour, greying with it."
+    cx, cy, a, b = g.cx, g.cy, g.a, g.b
+    d, ey = ImageDraw.Draw(img), cy + p['eye_dy']*b
+    bc = _col(_lerp(_shade(p['hair'], .9), (190, 188, 185), .7*p['grey']))
+    for sg in (-1, 1):
         bx, by, bw, bt = cx + sg*.4*a, ey - .28*b, .33*a, p['brow']*a*2
         d.polygon(g.pts([bx - sg*bw*.9, bx - sg*bw*.2, bx + sg*bw, bx + sg*bw*.95, bx - sg*bw*.2, bx - sg*bw*.9],
                         [by + .3*bt, by - .45*bt, by, by + .35*bt, by + .5*bt, by + 1.1*bt]), fill=bc)
-    # nose: side shadow, tip, highlight, nostrils
-    ny = cy + .3*b
-    d.line(g.pts([cx - .1*a, cx - .12*a], [ey + .05*b, ny - .03*b]), fill=_shade(skin, .84), width=g.L(a/28))
+
+# %% ../nbs/04_demo.ipynb #9a946f1c
+def _nose(img, p, g):
+    "The nose: side shadow, tip, highlight, nostrils."
+    cx, cy, a, b, skin = g.cx, g.cy, g.a, g.b, p['skin']
+    d, ey, ny = ImageDraw.Draw(img), cy + p['eye_dy']*b, cy + .3*b
+    d.line(g.pts([cx - .1*a, cx - .12*a], [ey + .05*b, ny - .03*b]), fill=_shade(skin, .84), width=g.line_width(a/28))
     d.ellipse(g.ell(cx, ny - .03*b, .14*a, .08*b), fill=_shade(skin, .95))
     d.ellipse(g.ell(cx, ny - .05*b, .06*a, .04*b), fill=_shade(skin, 1.04))
     for sg in (-1, 1): d.ellipse(g.ell(cx + sg*.08*a, ny + .01*b, .045*a, .022*b), fill=_shade(skin, .45))
-    if p['stubble'] > 0:   # random dark dots on the lower face
-        m = Image.new('L', img.size, 0)
-        yy = np.linspace(cy + .36*b, cy + b, 12)
-        hw = g.hw(yy)*.97
-        ImageDraw.Draw(m).polygon(g.pts(np.r_[cx - hw, (cx + hw)[::-1]], np.r_[yy, yy[::-1]]), fill=255)
-        ImageDraw.Draw(m).ellipse(g.ell(cx, ny, .6*a, .14*b), fill=0)
-        dots = (rng.random(m.size[::-1]) < .35*p['stubble'])*int(150 + 80*p['stubble'])
-        img.paste(_col(_lerp(hair, skin, .35)), (0, 0), Image.fromarray((np.asarray(m)//255*dots).astype(np.uint8)))
-        d = ImageDraw.Draw(img)
-    # mouth
-    my, mw = cy + .57*b, .3*a*(1 - .08*p['femininity'])
+
+def _stubble(img, p, g, rng):
+    "With `stubble`: random dark dots on the lower face, around the mouth."
+    if p['stubble'] <= 0: return
+    cx, cy, a, b = g.cx, g.cy, g.a, g.b
+    m = Image.new('L', img.size, 0)
+    yy = np.linspace(cy + .36*b, cy + b, 12)
+    hw = g.hw(yy)*.97
+    ImageDraw.Draw(m).polygon(g.pts(np.r_[cx - hw, (cx + hw)[::-1]], np.r_[yy, yy[::-1]]), fill=255)
+    ImageDraw.Draw(m).ellipse(g.ell(cx, cy + .3*b, .6*a, .14*b), fill=0)
+    dots = (rng.random(m.size[::-1]) < .35*p['stubble'])*int(150 + 80*p['stubble'])
+    img.paste(_col(_lerp(p['hair'], p['skin'], .35)), (0, 0), Image.fromarray((np.asarray(m)//255*dots).astype(np.uint8)))
+
+def _mouth(img, p, g):
+    "The lips, redder with `lips`, and the line between them."
+    cx, cy, a, b, skin = g.cx, g.cy, g.a, g.b, p['skin']
+    d, my, mw = ImageDraw.Draw(img), cy + .57*b, .3*a*(1 - .08*p['femininity'])
     lip = _col(_lerp(_shade(skin, .8), (185, 55, 70), .6*p['lips']))
     d.polygon(g.pts([cx - mw, cx - .3*mw, cx, cx + .3*mw, cx + mw], [my, my - .075*b, my - .05*b, my - .075*b, my]), fill=lip)
     d.chord(g.ell(cx, my, mw*.92, .1*b), 0, 180, fill=_shade(lip, 1.1))
-    d.line(g.pts([cx - mw, cx, cx + mw], [my, my + .01*b, my]), fill=_shade(lip, .45), width=g.L(a/45))
-    # hairline (higher when receding) with a parted fringe, then side curtains of long hair
+    d.line(g.pts([cx - mw, cx, cx + mw], [my, my + .01*b, my]), fill=_shade(lip, .45), width=g.line_width(a/45))
+
+def _hairline(img, p, g, tex):
+    "The hair over the forehead down to the hairline (higher when receding), with a parted fringe."
+    cx, cy, a, b = g.cx, g.cy, g.a, g.b
+    fx, fy = g.contour()
     top = cy - b*(.55 + .3*p['recede'])
     sel = fy < top + .02*b
     order = np.argsort(fx[sel])
     ox, oy = fx[sel][order], fy[sel][order]
     u = (ox - cx)/a
     low = top + .12*b*np.cos((u - .4*p['part'])*1.6) - .08*b*(p['part']*u > .3)
-    _paste_tex(img, hair_tex, lambda dd: dd.polygon(g.pts(np.r_[ox, ox[::-1]], np.r_[np.minimum(oy, low) - 3, low[::-1]]), fill=255))
-    if p['long_hair']:
-        def curtains(dd):
-            for sg in (-1, 1):
-                dd.polygon(g.pts([cx + sg*.6*a, cx + sg*1.22*a, cx + sg*1.3*a, cx + sg*1.05*a, cx + sg*.92*a, cx + sg*.88*a],
-                                 [cy - .85*b, cy - .5*b, cy + 1.2*b, cy + 1.3*b, cy + .3*b, cy - .45*b]), fill=255)
-        _paste_tex(img, hair_tex, curtains)
+    _paste_tex(img, tex, lambda d: d.polygon(g.pts(np.r_[ox, ox[::-1]], np.r_[np.minimum(oy, low) - 3, low[::-1]]), fill=255))
+
+def _side_hair(img, p, g, tex):
+    "With long hair: curtains of it beside the face."
+    if not p['long_hair']: return
+    cx, cy, a, b = g.cx, g.cy, g.a, g.b
+    def curtains(d):
+        for sg in (-1, 1):
+            d.polygon(g.pts([cx + sg*.6*a, cx + sg*1.22*a, cx + sg*1.3*a, cx + sg*1.05*a, cx + sg*.92*a, cx + sg*.88*a],
+                            [cy - .85*b, cy - .5*b, cy + 1.2*b, cy + 1.3*b, cy + .3*b, cy - .45*b]), fill=255)
+    _paste_tex(img, tex, curtains)
+
+# %% ../nbs/04_demo.ipynb #d41a744a
+def _render_base(p:dict, size:tuple) -> Image.Image:
+    "Person `p` without a mask on the canvas, drawn part by part (the order of the parts is the order of the random draws)."
+    g, rng = _Geo(p, size), np.random.default_rng(p['seed'])
+    img = _background(p, g, rng)
+    hair = _hair_texture(p, g, rng)
+    _torso(img, p, g)
+    _back_hair(img, p, g, rng, hair)
+    _neck(img, p, g)
+    _ears(img, p, g)
+    _face(img, p, g)
+    _age_lines(img, p, g)
+    _eyes(img, p, g)
+    _eyebrows(img, p, g)
+    _nose(img, p, g)
+    _stubble(img, p, g, rng)
+    _mouth(img, p, g)
+    _hairline(img, p, g, hair)
+    _side_hair(img, p, g, hair)
     return img
 
 # %% ../nbs/04_demo.ipynb #d4cce26d
 _SHIFTS = {'nose': (.4, .9), 'chin': (.7, .75)}   # incorrect style -> (shift down in face half-heights, height factor)
 
+def _mask_pattern(img, g, xs, ys, y0, y1, col, rng):
+    "Dots or stripes on the mask polygon `xs, ys` (from `y0` to `y1`), clipped to it."
+    cx, a, b = g.cx, g.a, g.b
+    m = Image.new('L', img.size, 0)
+    ImageDraw.Draw(m).polygon(g.pts(xs, ys), fill=255)
+    pat = img.copy()
+    dp = ImageDraw.Draw(pat)
+    pc, step, stripes = _col(_lerp(col, (255 - col[0], 200 - col[1]//2, 120), .7)), rng.uniform(.12, .2)*a, rng.random() < .4
+    for j, yy in enumerate(np.arange(y0 - .2*b, y1 + .3*b, step)):
+        if stripes: dp.line(g.pts([cx - 1.2*a, cx + 1.2*a], [yy, yy]), fill=pc, width=g.line_width(step*.35))
+        else:
+            for xx in np.arange(cx - 1.2*a + (j % 2)*step/2, cx + 1.2*a, step): dp.ellipse(g.ell(xx, yy, step*.18, step*.18), fill=pc)
+    img.paste(pat, (0, 0), m)
+
+def _mask_seams(img, g, kind, col, y0, yv, hw, dark, lw):
+    "The lines of each kind of mask: a surgical mask's nose wire, pleats and side bindings, a KF94's seam and fold, a cloth mask's seam and sheen."
+    cx, a, b, d = g.cx, g.a, g.b, ImageDraw.Draw(img)
+    if kind == 'surgical':
+        uu = np.linspace(-1, 1, 9)
+        d.line(g.pts(cx + uu*hw[0]*.95, yv[0] + .035*b + 0*uu), fill=dark, width=lw)
+        for v in (.3, .5, .7):
+            i = int(v*(len(yv) - 1))
+            d.line(g.pts(cx + uu*hw[i]*.97, yv[i] + .04*b*(1 - uu**2)), fill=dark, width=lw)
+        for sg in (-1, 1): d.line(g.pts([cx + sg*hw[1]*.93, cx + sg*hw[-2]*.93], [yv[1], yv[-2]]), fill=dark, width=lw*2)
+    elif kind == 'kf94':
+        d.line(g.pts([cx, cx], [y0 - .08*b, yv[-1] + .1*b]), fill=dark, width=lw)
+        i = int(.45*(len(yv) - 1))
+        d.line(g.pts([cx - hw[i], cx - .15*a, cx + .15*a, cx + hw[i]], [yv[i], yv[i] + .08*b, yv[i] + .08*b, yv[i]]), fill=dark, width=lw)
+    else:                    # cloth (and pattern)
+        d.line(g.pts([cx, cx], [y0 + .02*b, yv[-1] + .08*b]), fill=dark, width=lw)
+        i = int(.55*(len(yv) - 1))
+        d.ellipse(g.ell(cx + .35*a, yv[i], .25*a, .2*b), fill=_shade(col, 1.06 if sum(col) < 600 else .97))
+
+# %% ../nbs/04_demo.ipynb #e0672cdd
 def _draw_mask(img, g, look, shift=0., scrunch=1.):
     "Draw mask `look` on the canvas `img`, its top edge `shift*b` below the nose bridge."
     kind, col = look['kind'], look['color']
@@ -260,43 +360,18 @@ def _draw_mask(img, g, look, shift=0., scrunch=1.):
     top_y = y0 - (.08 if kind == 'kf94' else .04)*b*(1 - np.abs(u)**(1.2 if kind == 'kf94' else 2))
     xs = np.r_[cx + u*hw[0], cx + hw[1:-1], cx - u*hw[-1], (cx - hw[1:-1])[::-1]]
     ys = np.r_[top_y, yv[1:-1], (yv[-1] + .1*b*(1 - u**2))[::-1], yv[1:-1][::-1]]
-    lw = g.L(max(1., a/55))
+    lw = g.line_width(max(1., a/55))
     dark = _shade(col, .78 if sum(col) > 200 else 1.6)
     d = ImageDraw.Draw(img)
     for sg in (-1, 1):   # straps to the ears
         for v, ty in ((.12, -.05), (.8, .12)):
             i = int(v*(len(yv) - 1))
             d.line(g.pts([cx + sg*hw[i]*.98, cx + sg*1.02*a], [yv[i], cy + ty*b]),
-                   fill=(235, 235, 235) if kind == 'kf94' else _shade(col, .9), width=g.L(max(1.5, a/40)))
+                   fill=(235, 235, 235) if kind == 'kf94' else _shade(col, .9), width=g.line_width(max(1.5, a/40)))
     d.polygon(g.pts(xs, ys), fill=_col(col), outline=dark, width=lw)
     d.polygon(g.pts(cx + (xs - cx)*.8, ys + .02*b), fill=_shade(col, 1.1))   # lighter front: a rounded look
-    if kind == 'pattern':   # dots or stripes, clipped to the mask
-        m = Image.new('L', img.size, 0)
-        ImageDraw.Draw(m).polygon(g.pts(xs, ys), fill=255)
-        pat = img.copy()
-        dp = ImageDraw.Draw(pat)
-        pc, step, stripes = _col(_lerp(col, (255 - col[0], 200 - col[1]//2, 120), .7)), rng.uniform(.12, .2)*a, rng.random() < .4
-        for j, yy in enumerate(np.arange(y0 - .2*b, yv[-1] + .3*b, step)):
-            if stripes: dp.line(g.pts([cx - 1.2*a, cx + 1.2*a], [yy, yy]), fill=pc, width=g.L(step*.35))
-            else:
-                for xx in np.arange(cx - 1.2*a + (j % 2)*step/2, cx + 1.2*a, step): dp.ellipse(g.ell(xx, yy, step*.18, step*.18), fill=pc)
-        img.paste(pat, (0, 0), m)
-        d = ImageDraw.Draw(img)
-    if kind == 'surgical':   # nose wire, three pleats, side bindings
-        uu = np.linspace(-1, 1, 9)
-        d.line(g.pts(cx + uu*hw[0]*.95, yv[0] + .035*b + 0*uu), fill=dark, width=lw)
-        for v in (.3, .5, .7):
-            i = int(v*(len(yv) - 1))
-            d.line(g.pts(cx + uu*hw[i]*.97, yv[i] + .04*b*(1 - uu**2)), fill=dark, width=lw)
-        for sg in (-1, 1): d.line(g.pts([cx + sg*hw[1]*.93, cx + sg*hw[-2]*.93], [yv[1], yv[-2]]), fill=dark, width=lw*2)
-    elif kind == 'kf94':     # central seam and a horizontal fold
-        d.line(g.pts([cx, cx], [y0 - .08*b, yv[-1] + .1*b]), fill=dark, width=lw)
-        i = int(.45*(len(yv) - 1))
-        d.line(g.pts([cx - hw[i], cx - .15*a, cx + .15*a, cx + hw[i]], [yv[i], yv[i] + .08*b, yv[i] + .08*b, yv[i]]), fill=dark, width=lw)
-    else:                    # cloth: central seam and a sheen
-        d.line(g.pts([cx, cx], [y0 + .02*b, yv[-1] + .08*b]), fill=dark, width=lw)
-        i = int(.55*(len(yv) - 1))
-        d.ellipse(g.ell(cx + .35*a, yv[i], .25*a, .2*b), fill=_shade(col, 1.06 if sum(col) < 600 else .97))
+    if kind == 'pattern': _mask_pattern(img, g, xs, ys, y0, yv[-1], col, rng)
+    _mask_seams(img, g, kind, col, y0, yv, hw, dark, lw)
     return img
 
 # %% ../nbs/04_demo.ipynb #c990f991
@@ -374,6 +449,36 @@ def _check_dest(dest:Path, overwrite:bool):
     if other: raise FileExistsError(f"{dest} holds files that are not part of a demo dataset ({other[:3]}); refusing to replace it")
 
 # %% ../nbs/04_demo.ipynb #fae7f598
+def _train_jobs(imgs:Path, n_train:int, seed:int, size:tuple, junk:bool) -> tuple:
+    "`(train.csv rows, render jobs)` of the train people, whose folders are made in `imgs` (with macOS junk when `junk`)."
+    rows, jobs = [], []
+    for i, p in enumerate(make_people(n_train, seed, DEMO_FIRST_ID)):
+        folder = f"{p['id']}_{GENDER_NAMES[p['gender']]}_{p['race']}_{p['age']}"
+        (imgs/folder).mkdir()
+        rows.append(dict(id=p['id'], gender=GENDER_NAMES[p['gender']], race=p['race'], age=p['age'], path=folder))
+        jobs.append(dict(person=p, size=size, files={s: imgs/folder/f'{s}.jpg' for s in STEMS}))
+        if junk and i % 4 == 0: (imgs/folder/'._mask1.jpg').write_bytes(_JUNK)
+    if junk: (imgs/'.DS_Store').write_bytes(b'\x00\x00\x00\x01Bud1')
+    return rows, jobs
+
+def _eval_jobs(imgs:Path, n_eval:int, seed:int, first_id:int, size:tuple, rng:np.random.Generator) -> tuple:
+    "`(answer rows, render jobs)` of the eval people, each photo in `imgs` named by 40 hex digits from `rng`."
+    labels, jobs = [], []
+    for p in make_people(n_eval, seed, first_id):
+        files = {s: imgs/f'{rng.bytes(20).hex()}.jpg' for s in STEMS}
+        jobs.append(dict(person=p, size=size, files=files))
+        labels += [dict(ImageID=f.name, ans=int(encode_class(STEM_TO_MASK[s], p['gender'], p['age_group'])), mask=STEM_TO_MASK[s],
+                        gender=p['gender'], age_group=p['age_group'], person=p['id'], age=p['age'], stem=s) for s, f in files.items()]
+    return labels, jobs
+
+def _render_all(jobs:list, n_workers:int|None):
+    "Run the render `jobs`, in `n_workers` processes (default: up to 4 when there are many); the files do not depend on it."
+    if n_workers is None: n_workers = min(os.cpu_count() or 1, 4) if len(jobs) >= 24 else 1
+    if n_workers > 1:
+        with ProcessPoolExecutor(n_workers) as ex: list(ex.map(_write_person, jobs, chunksize=4))
+    else:
+        for j in jobs: _write_person(j)
+
 def make_demo_data(dest, n_train:int=100, n_eval:int=40, size:tuple=(384, 512), seed:int=0, junk:bool=False,
                    overwrite:bool=False, n_workers:int|None=None) -> Path:
     "Write a synthetic dataset in the competition layout (train/, eval/, answers/) to `dest` and return `dest`."
@@ -382,38 +487,17 @@ def make_demo_data(dest, n_train:int=100, n_eval:int=40, size:tuple=(384, 512), 
     _check_dest(dest, overwrite)
     params = _params(n_train, n_eval, size, seed, junk)
     size = tuple(params['size'])
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent/f'.{dest.name}.tmp-{uuid.uuid4().hex[:8]}'
-    try:
-        imgs = tmp/'train'/'images'
-        imgs.mkdir(parents=True); (tmp/'eval'/'images').mkdir(parents=True); (tmp/'answers').mkdir()
-        jobs, rows, labels = [], [], []
-        for i, p in enumerate(make_people(n_train, seed, DEMO_FIRST_ID)):
-            folder = f"{p['id']}_{GENDER_NAMES[p['gender']]}_{p['race']}_{p['age']}"
-            (imgs/folder).mkdir()
-            rows.append(dict(id=p['id'], gender=GENDER_NAMES[p['gender']], race=p['race'], age=p['age'], path=folder))
-            jobs.append(dict(person=p, size=size, files={s: imgs/folder/f'{s}.jpg' for s in STEMS}))
-            if junk and i % 4 == 0: (imgs/folder/'._mask1.jpg').write_bytes(_JUNK)
-        if junk: (imgs/'.DS_Store').write_bytes(b'\x00\x00\x00\x01Bud1')
-        rng = np.random.default_rng([seed, 1])
-        for p in make_people(n_eval, seed, DEMO_FIRST_ID + n_train):
-            files = {s: tmp/'eval'/'images'/f'{rng.bytes(20).hex()}.jpg' for s in STEMS}
-            jobs.append(dict(person=p, size=size, files=files))
-            labels += [dict(ImageID=f.name, ans=int(encode_class(STEM_TO_MASK[s], p['gender'], p['age_group'])), mask=STEM_TO_MASK[s],
-                            gender=p['gender'], age_group=p['age_group'], person=p['id'], age=p['age'], stem=s) for s, f in files.items()]
-        if n_workers is None: n_workers = min(os.cpu_count() or 1, 4) if len(jobs) >= 24 else 1
-        if n_workers > 1:
-            with ProcessPoolExecutor(n_workers) as ex: list(ex.map(_write_person, jobs, chunksize=4))
-        else:
-            for j in jobs: _write_person(j)
+    with atomic_folder(dest) as tmp:
+        for f in ('train/images', 'eval/images', 'answers'): (tmp/f).mkdir(parents=True)
+        rows, train_jobs = _train_jobs(tmp/'train'/'images', n_train, seed, size, junk)
+        rng = np.random.default_rng([seed, 1])                 # eval file names, then the order of info.csv
+        labels, eval_jobs = _eval_jobs(tmp/'eval'/'images', n_eval, seed, DEMO_FIRST_ID + n_train, size, rng)
+        _render_all(train_jobs + eval_jobs, n_workers)
         pd.DataFrame(rows).to_csv(tmp/'train'/'train.csv', index=False)
         labels = pd.DataFrame(labels).iloc[rng.permutation(len(labels))]
         labels[['ImageID']].assign(ans=0).to_csv(tmp/'eval'/'info.csv', index=False)
         labels.to_csv(tmp/'answers'/'eval_labels.csv', index=False)
         (tmp/'.complete').write_text(json.dumps(params))
-        if dest.exists(): shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    finally: shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 # %% ../nbs/04_demo.ipynb #c03f12dc

@@ -4,20 +4,22 @@
 
 # %% ../nbs/05_faces.ipynb #8bc8d003
 from __future__ import annotations
-import os, io, json, hashlib, tempfile, contextlib
+import io, json, hashlib, contextlib
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 import numpy as np, pandas as pd, torch
 from PIL import Image
 from fastprogress.fastprogress import progress_bar
+from fastcore.meta import delegates
 from .core import cache_dir as core_cache_dir
 from .data import load_rgb, image_size, ImageReadError, why_unreadable
 from .files import atomic_write
 
 # %% auto #0
-__all__ = ['ASPECT', 'FACES_VERSION', 'CROP_COLS', 'DRAFT_FACTOR', 'fit_box', 'face_box', 'portrait_box', 'default_device',
-           'torch_threads', 'FaceCropError', 'face_crops', 'add_face_crops', 'crop_summary']
+__all__ = ['ASPECT', 'FACES_VERSION', 'CROP_COLS', 'DRAFT_FACTOR', 'fit_box', 'face_box', 'portrait_box', 'cuda_or_cpu',
+           'torch_threads', 'CropSettings', 'FaceCropError', 'face_crops', 'add_face_crops', 'crop_summary']
 
 # %% ../nbs/05_faces.ipynb #3c06bd4b
 ASPECT = 3 / 4
@@ -44,8 +46,8 @@ def portrait_box(img_w:int, img_h:int, width:float=0.75, cy:float=0.42, aspect:f
     return fit_box(img_w/2, cy*img_h, w, w/aspect, img_w, img_h, aspect)
 
 # %% ../nbs/05_faces.ipynb #13381105
-def default_device() -> str:
-    "`'cuda'` when a GPU is available, else `'cpu'`."
+def cuda_or_cpu() -> str:
+    "`'cuda'` when a GPU is available, else `'cpu'`: the name of the device MTCNN runs on by default."
     return 'cuda' if torch.cuda.is_available() else 'cpu'
 
 @lru_cache(maxsize=4)
@@ -76,26 +78,82 @@ def _detect_batch(ims:list, device:str, min_face_size:int=40, thresholds:tuple=(
 # %% ../nbs/05_faces.ipynb #90f095fe
 FACES_VERSION = 'faces-2'
 
-def _cache_key(path:Path, st:os.stat_result, params:dict) -> str:
-    d = dict(path=str(path), nbytes=st.st_size, mtime_ns=st.st_mtime_ns, **params)
-    return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()
+@dataclass(frozen=True)
+class CropSettings:
+    "How `face_crops` detects and crops; every field is part of the cache key."
+    margin:float=0.3                      # of the detected box's width/height, on each side
+    size:tuple=(192, 256)                 # crop (W, H)
+    detect_size:int|None=320              # longest side of the copy MTCNN sees (None: full size)
+    min_prob:float=0.9                    # a weaker face counts as none
+    min_face_size:int=40
+    thresholds:tuple=(0.6, 0.7, 0.7)      # MTCNN's three stages
+    fallback_width:float=0.75             # portrait box: fraction of the image width ...
+    fallback_cy:float=0.42                # ... centred at this fraction of the height
+    quality:int=95                        # JPEG quality of the crop
+
+    def __post_init__(self):
+        for k, f in dict(margin=float, min_prob=float, min_face_size=int, fallback_width=float, fallback_cy=float, quality=int).items():
+            object.__setattr__(self, k, f(getattr(self, k)))
+        object.__setattr__(self, 'size', tuple(int(o) for o in self.size))
+        object.__setattr__(self, 'thresholds', tuple(float(t) for t in self.thresholds))
+
+    def key_fields(self) -> dict:
+        "The settings as they enter the cache key (names and grouping fixed by `faces-2` entries)."
+        return dict(version=FACES_VERSION, margin=self.margin, size=list(self.size), detect_size=self.detect_size, min_prob=self.min_prob,
+                    min_face_size=self.min_face_size, thresholds=list(self.thresholds), fallback=[self.fallback_width, self.fallback_cy],
+                    quality=self.quality)
+
+    def cache_key(self, path, nbytes:int, mtime_ns:int) -> str:
+        "Cache key (SHA-1 hex) of the crop of the source at resolved `path`, `nbytes` long and modified at `mtime_ns`."
+        d = dict(path=str(path), nbytes=nbytes, mtime_ns=mtime_ns, **self.key_fields())
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+    def crop_box(self, det, w:int, h:int) -> tuple:
+        "`(box, prob)` in a `w` x `h` image for detection `det` (`(box, prob)` or `None`): the face box if `prob >= min_prob`, else the portrait box and NaN."
+        if det is not None and det[1] >= self.min_prob: return face_box(det[0], w, h, self.margin), det[1]
+        return portrait_box(w, h, self.fallback_width, self.fallback_cy), float('nan')
+
+# %% ../nbs/05_faces.ipynb #d667a48b
+_SIDECAR_TYPES = dict(crop_nbytes=int, detected=bool, x0=int, y0=int, x1=int, y1=int)
 
 def _entry(root:Path, key:str) -> tuple:
+    "Paths of the crop and of its sidecar for `key`."
     d = root/key[:2]
     return d/f'{key}.jpg', d/f'{key}.json'
 
 def _read_entry(jpg:Path, meta:Path, size:tuple) -> dict|None:
-    "The cached detection result if the entry is complete and the crop readable, else `None`."
+    "The cached detection result if the entry is complete and well formed and its crop opens at `size`, else `None`."
     try:
-        m = json.loads(meta.read_text())
-        if m.get('version') != FACES_VERSION or jpg.stat().st_size != m['crop_nbytes']: return None
-        with Image.open(jpg) as im:
-            if im.size != tuple(size): return None
-        return m
-    except (OSError, ValueError, KeyError, TypeError, AttributeError): return None
+        m = json.loads(meta.read_bytes())
+        if m.get('version') != FACES_VERSION or not all(isinstance(m.get(k), t) for k, t in _SIDECAR_TYPES.items()): return None
+        if not (m.get('prob') is None or isinstance(m['prob'], float)) or jpg.stat().st_size != m['crop_nbytes']: return None
+        with Image.open(jpg) as im: return m if im.size == tuple(size) else None
+    except Exception: return None     # whatever is wrong with an entry, it is made again rather than stopping the run
 
-# %% ../nbs/05_faces.ipynb #dfdab238
+def _err(e:Exception) -> str: return e.reason if isinstance(e, ImageReadError) and e.reason else f"{type(e).__name__}: {e}"
+
+def _look_up(p:str, root:Path, cfg:CropSettings) -> tuple:
+    "`(key, cached result or None)` of source `p`, or `(None, error)` when the source is not there."
+    try: rp = Path(p).resolve(); st = rp.stat()
+    except OSError as e: return None, ImageReadError(p, why_unreadable(p, e))
+    key = cfg.cache_key(rp, st.st_size, st.st_mtime_ns)
+    jpg, meta = _entry(root, key)
+    m = _read_entry(jpg, meta, cfg.size)
+    return key, None if m is None else dict(m, crop_path=str(jpg))     # still right if the cache folder moved
+
+def _cache_hits(paths:list, root:Path, cfg:CropSettings, n_workers:int) -> tuple:
+    "Look every path up (threads, no decoding): `(cached row or None per path, {key: row indices} to make, {path: error})`."
+    with ThreadPoolExecutor(n_workers) as ex: looked = list(ex.map(lambda p: _look_up(p, root, cfg), paths))
+    rows, todo, errors = [None] * len(paths), {}, {}
+    for i, (p, (key, m)) in enumerate(zip(paths, looked)):
+        if key is None: errors[p] = _err(m)
+        elif m is not None: rows[i] = dict(m, cached=True)
+        else: todo.setdefault(key, []).append(i)                       # one job per distinct source
+    return rows, todo, errors
+
+# %% ../nbs/05_faces.ipynb #fe1fdb44
 CROP_COLS = ['path', 'crop_path', 'detected', 'prob', 'x0', 'y0', 'x1', 'y1', 'cached']
+DRAFT_FACTOR = 4
 
 class FaceCropError(ValueError):
     "Raised when source images cannot be read; `.errors` maps each path to its error."
@@ -107,13 +165,22 @@ class FaceCropError(ValueError):
         lines.append("Crops of the readable images were cached; fix or remove these files and run again.")
         super().__init__('\n'.join(lines))
 
-def _err(e:Exception) -> str: return e.reason if isinstance(e, ImageReadError) and e.reason else f"{type(e).__name__}: {e}"
-
 def _detect_shape(w:int, h:int, detect_size:int|None) -> tuple:
     s = 1. if not detect_size else min(1., detect_size / max(w, h))
     return max(1, round(w*s)), max(1, round(h*s))
 
-DRAFT_FACTOR = 4
+def _header(key:str, p:str) -> tuple:
+    try: return key, p, image_size(p), None
+    except Exception as e: return key, p, None, e
+
+def _detection_batches(sources:dict, detect_size:int|None, batch_size:int, n_workers:int) -> tuple:
+    "`([(detection shape, [(key, path, upright size)])], {path: error})`: the sources `{key: path}` in batches of one detection shape."
+    with ThreadPoolExecutor(n_workers) as ex: heads = list(ex.map(_header, sources, sources.values()))
+    groups, errors = {}, {}
+    for key, p, wh, e in heads:
+        if e is not None: errors[p] = _err(e)
+        else: groups.setdefault(_detect_shape(*wh, detect_size), []).append((key, p, wh))
+    return [(shape, g[i:i+batch_size]) for shape, g in groups.items() for i in range(0, len(g), batch_size)], errors
 
 def _load(path:str, shape:tuple, size:tuple):
     "Upright RGB image (a large JPEG at reduced scale, still `DRAFT_FACTOR` x the crop `size`) and a copy resized to `shape` for detection, or the error."
@@ -122,83 +189,70 @@ def _load(path:str, shape:tuple, size:tuple):
         return im, (im if im.size == shape else im.resize(shape, Image.BILINEAR))
     except Exception as e: return e
 
-# %% ../nbs/05_faces.ipynb #d667a48b
-def face_crops(paths, cache_dir=None, margin:float=0.3, size:tuple=(192, 256), detect_size:int|None=320,
-               min_prob:float=0.9, min_face_size:int=40, thresholds:tuple=(0.6, 0.7, 0.7),
-               fallback_width:float=0.75, fallback_cy:float=0.42, quality:int=95, batch_size:int=32,
-               device=None, num_threads:int|None=1, n_workers:int=4, progress:bool=True) -> pd.DataFrame:
-    "Face crop (`size` W x H, cached JPEG) of each image in `paths`: one row per path with crop file, box and detection result."
-    paths = [str(p) for p in (paths.tolist() if hasattr(paths, 'tolist') else paths)]
-    size = tuple(int(o) for o in size)
-    root = Path(cache_dir) if cache_dir is not None else core_cache_dir('faces')
-    device = device or default_device()
-    params = dict(version=FACES_VERSION, margin=float(margin), size=list(size), detect_size=detect_size, min_prob=float(min_prob),
-                  min_face_size=int(min_face_size), thresholds=[float(t) for t in thresholds],
-                  fallback=[float(fallback_width), float(fallback_cy)], quality=int(quality))
-    errors, out = {}, [None] * len(paths)
+# %% ../nbs/05_faces.ipynb #ac2adfbf
+def _in_source_pixels(det, wh:tuple, small:Image.Image):
+    "Detection `det` made on the detection copy `small`, with its box scaled to the source's upright size `wh`."
+    return None if det is None else (det[0] * np.tile([wh[0]/small.width, wh[1]/small.height], 2), det[1])
 
-    def lookup(p):
-        try: rp = Path(p).resolve(); st = rp.stat()
-        except OSError as e: return None, ImageReadError(p, why_unreadable(p, e))
-        key = _cache_key(rp, st, params)
-        jpg, meta = _entry(root, key)
-        m = _read_entry(jpg, meta, size)
-        return key, None if m is None else dict(m, crop_path=str(jpg))     # still right if the cache folder moved
-    with ThreadPoolExecutor(n_workers) as ex: looked = list(ex.map(lookup, paths))
-    todo = {}                                            # key -> [row indices], one job per distinct source
-    for i, (p, (key, m)) in enumerate(zip(paths, looked)):
-        if key is None: errors[p] = _err(m)
-        elif m is not None: out[i] = dict(m, cached=True)
-        else: todo.setdefault(key, []).append(i)
+def _save_crop(root:Path, key:str, im:Image.Image, wh:tuple, det, cfg:CropSettings) -> dict:
+    "Cache the crop of `im` (a source of upright size `wh`, maybe decoded smaller) for detection `det`, then its sidecar; the sidecar."
+    (w, h), sx, sy = wh, im.width / wh[0], im.height / wh[1]          # box in full-size pixels, `im` may be reduced
+    box, prob = cfg.crop_box(det, w, h)
+    x0, y0 = round(box[0]*sx), round(box[1]*sy)
+    crop_box = (x0, y0, max(round(box[2]*sx), x0 + 1), max(round(box[3]*sy), y0 + 1))      # `box` itself when not reduced
+    buf = io.BytesIO()
+    im.crop(crop_box).resize(cfg.size, Image.LANCZOS).save(buf, 'JPEG', quality=cfg.quality)
+    jpg, meta = _entry(root, key)
+    atomic_write(jpg, buf.getvalue())
+    m = dict(version=FACES_VERSION, crop_path=str(jpg), detected=not np.isnan(prob), prob=None if np.isnan(prob) else prob,
+             x0=box[0], y0=box[1], x1=box[2], y1=box[3], crop_nbytes=len(buf.getvalue()))
+    atomic_write(meta, json.dumps(m))
+    return m
 
-    groups = {}                                          # detection shape -> [(key, path, upright full size)]
-    def header(key):
-        p = paths[todo[key][0]]
-        try: return key, p, image_size(p), None
-        except Exception as e: return key, p, None, e
-    with ThreadPoolExecutor(n_workers) as ex: heads = list(ex.map(header, todo))
-    for key, p, wh, e in heads:
-        if e is not None: errors[p] = _err(e)
-        else: groups.setdefault(_detect_shape(*wh, detect_size), []).append((key, p, wh))
-    batches = [(shape, g[i:i+batch_size]) for shape, g in groups.items() for i in range(0, len(g), batch_size)]
+# %% ../nbs/05_faces.ipynb #e1bf7194
+def _load_batch(ex:ThreadPoolExecutor, batch:tuple, size:tuple) -> list:
+    "Futures loading the sources of `batch` `(shape, [(key, path, wh)])` in `ex`."
+    shape, items = batch
+    return [ex.submit(_load, p, shape, size) for _, p, _ in items]
 
-    def save(key, im, wh, res):
-        (w, h), sx, sy = wh, im.width / wh[0], im.height / wh[1]          # box in full-size pixels, `im` may be reduced
-        if res is not None and res[1] >= min_prob: box, prob = face_box(res[0], w, h, margin), res[1]
-        else: box, prob = portrait_box(w, h, fallback_width, fallback_cy), float('nan')
-        x0, y0 = round(box[0]*sx), round(box[1]*sy)
-        crop_box = (x0, y0, max(round(box[2]*sx), x0 + 1), max(round(box[3]*sy), y0 + 1))      # `box` itself when not reduced
-        buf = io.BytesIO()
-        im.crop(crop_box).resize(size, Image.LANCZOS).save(buf, 'JPEG', quality=quality)
-        jpg, meta = _entry(root, key)
-        atomic_write(jpg, buf.getvalue())
-        m = dict(version=FACES_VERSION, crop_path=str(jpg), detected=not np.isnan(prob), prob=None if np.isnan(prob) else prob,
-                 x0=box[0], y0=box[1], x1=box[2], y1=box[3], crop_nbytes=len(buf.getvalue()))
-        atomic_write(meta, json.dumps(m))
-        return m
-
+def _detect_and_save(batches:list, root:Path, cfg:CropSettings, device:str, num_threads:int|None, n_workers:int, progress:bool) -> tuple:
+    "Detect faces batch by batch and cache the crops: `({key: sidecar}, {path: error})`."
+    errors, saves = {}, []
     with ThreadPoolExecutor(n_workers) as ex:            # loads the next batch and saves crops while MTCNN runs
-        load = lambda i: [ex.submit(_load, p, batches[i][0], size) for _, p, _ in batches[i][1]] if i < len(batches) else []
-        pending, saves = load(0), []
+        pending = _load_batch(ex, batches[0], cfg.size) if batches else []
         for bi in (progress_bar(range(len(batches)), leave=False) if progress and batches else range(len(batches))):
-            loaded, pending = [f.result() for f in pending], load(bi + 1)
+            loaded = [f.result() for f in pending]
+            pending = _load_batch(ex, batches[bi + 1], cfg.size) if bi + 1 < len(batches) else []
             ok = []
             for (key, p, wh), r in zip(batches[bi][1], loaded):
                 if isinstance(r, Exception): errors[p] = _err(r)
                 else: ok.append((key, wh, *r))
             if not ok: continue
-            dets = _detect_batch([o[3] for o in ok], device, min_face_size, thresholds, num_threads)
-            for (key, wh, im, small), r in zip(ok, dets):
-                if r is not None: r = (r[0] * np.tile([wh[0]/small.width, wh[1]/small.height], 2), r[1])
-                saves.append((key, ex.submit(save, key, im, wh, r)))
-        for key, f in saves:
-            m = f.result()
-            for i in todo[key]: out[i] = dict(m, cached=False)
+            dets = _detect_batch([small for *_, small in ok], device, cfg.min_face_size, cfg.thresholds, num_threads)
+            for (key, wh, im, small), det in zip(ok, dets):
+                saves.append((key, ex.submit(_save_crop, root, key, im, wh, _in_source_pixels(det, wh, small), cfg)))
+        return {key: f.result() for key, f in saves}, errors
 
-    if errors: raise FaceCropError(errors)
-    df = pd.DataFrame([dict(o, path=p) for p, o in zip(paths, out)]).reindex(columns=CROP_COLS)
+def _crop_table(paths:list, rows:list) -> pd.DataFrame:
+    df = pd.DataFrame([dict(o, path=p) for p, o in zip(paths, rows)]).reindex(columns=CROP_COLS)
     df['prob'] = df['prob'].astype(float)
     return df.astype({'detected': bool, 'cached': bool, **{c: int for c in ('x0', 'y0', 'x1', 'y1')}})
+
+@delegates(CropSettings)
+def face_crops(paths, cache_dir=None, *, batch_size:int=32, device=None, num_threads:int|None=1, n_workers:int=4,
+               progress:bool=True, **kwargs) -> pd.DataFrame:
+    "Face crop (cached JPEG) of each image in `paths` with the `CropSettings` in `kwargs`: one row per path with crop file, box and detection result."
+    paths = [str(p) for p in (paths.tolist() if hasattr(paths, 'tolist') else paths)]
+    cfg = CropSettings(**kwargs)
+    root = Path(cache_dir) if cache_dir is not None else core_cache_dir('faces')
+    rows, todo, errors = _cache_hits(paths, root, cfg, n_workers)
+    batches, bad_headers = _detection_batches({key: paths[ix[0]] for key, ix in todo.items()}, cfg.detect_size, batch_size, n_workers)
+    made, bad_loads = _detect_and_save(batches, root, cfg, device or cuda_or_cpu(), num_threads, n_workers, progress)
+    for key, m in made.items():
+        for i in todo[key]: rows[i] = dict(m, cached=False)
+    errors = {**errors, **bad_headers, **bad_loads}
+    if errors: raise FaceCropError(errors)
+    return _crop_table(paths, rows)
 
 # %% ../nbs/05_faces.ipynb #6cfec73f
 def add_face_crops(df:pd.DataFrame, path_col:str='path', **kwargs) -> pd.DataFrame:

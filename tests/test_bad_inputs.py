@@ -153,6 +153,32 @@ def test_skip_mode_keeps_the_rest(corpus):
     pd.testing.assert_frame_equal(df, df2); pd.testing.assert_frame_equal(skipped, probs)
 
 
+@pytest.mark.parametrize('break_it,kind,needle', [
+    (lambda t: (t/'images'/'000001_male_Asian_25'/'normal.jpg').unlink(), 'missing_stem', "no 'normal' image"),
+    (lambda t: Image.new('RGB', (4, 4)).save(t/'images'/'000001_male_Asian_25'/'mask9.jpg'), 'unknown_stem', 'mask9.jpg'),
+    (lambda t: (t/'images'/'000001_male_Asian_25'/'mask1.jpg').write_bytes(b'text, not a jpeg'), 'unreadable_image', 'mask1.jpg'),
+    (lambda t: (t/'images'/'000099_male_Asian_30').mkdir(), 'folder_without_row', '000099_male_Asian_30'),
+    (lambda t: open(t/'train.csv', 'a').write('000009,male,Asian,33,000009_male_Asian_33\n'), 'missing_folder', '000009_male_Asian_33'),
+    (lambda t: open(t/'train.csv', 'a').write('000001,male,Asian,25,000001_male_Asian_25\n'), 'duplicate_id', "id '000001' appears on 2 rows"),
+    (lambda t: Image.new('RGB', (4, 4)).save(t/'images'/'000001_male_Asian_25'/'mask1.png'), 'duplicate_stem', "2 files for stem 'mask1'"),
+    (lambda t: open(t/'train.csv', 'a').write('000005,male,Asian,25,000001_male_Asian_25\n'), 'duplicate_path', "folder '000001_male_Asian_25' appears on 2 rows"),
+    (lambda t: ((t/'images'/'000002_female_Asian_45').rename(t/'images'/'000020_female_Asian_45'),
+                (t/'train.csv').write_text((t/'train.csv').read_text().replace(',000002_', ',000020_'))), 'folder_mismatch', "id '000002'"),
+])
+def test_each_problem_is_named(tmp_path, break_it, kind, needle):
+    train = write_tiny_train(tmp_path, PEOPLE)
+    break_it(train)
+    with pytest.raises(DataProblemError) as e: read_train(tmp_path)
+    assert kind in str(e.value) and needle in str(e.value)
+    df, probs = read_train(tmp_path, problems='return')
+    assert set(probs.kind) == {kind}
+    if kind in ('folder_without_row', 'missing_folder', 'unknown_stem'): assert len(df) == 7 * len(PEOPLE)   # the good rows are all kept
+    else: assert len(df) < 7 * len(PEOPLE)                                                                     # the bad rows are not passed on as data
+    assert not set(df.path) & set(probs.path)
+    with pytest.warns(UserWarning, match=f'skipped {len(probs)} problem'): df2, skipped = read_train(tmp_path, problems='skip')
+    pd.testing.assert_frame_equal(df2, df); pd.testing.assert_frame_equal(skipped, probs)      # skip: the same rows, and the table
+
+
 def test_skip_mode_with_nothing_left_still_raises(tmp_path):
     train = write_tiny_train(tmp_path, PEOPLE[:1])
     for f in (train/'images'/'000001_male_Asian_25').iterdir(): f.write_bytes(b'')

@@ -1,4 +1,5 @@
-import math, os, time
+import json, math, os, time
+from pathlib import Path
 import numpy as np, pandas as pd, pytest
 from PIL import Image
 import mask_fastai.faces as F
@@ -32,21 +33,6 @@ def fake_detector(monkeypatch, box=(60, 80, 120, 160), prob=0.99):
         return [(np.array(box, float), prob) for _ in ims]
     monkeypatch.setattr(F, '_detect_batch', fake)
     return seen
-
-
-def test_fallback_on_images_without_face(tmp_path, spy):
-    rng = np.random.default_rng(0)
-    noise = tmp_path/'noise.jpg'
-    Image.fromarray(rng.integers(0, 256, (512, 384, 3), dtype=np.uint8)).save(noise)
-    fns = [noise, flat(tmp_path/'flat.png'), flat(tmp_path/'wide.jpeg', size=(640, 480))]
-    res = face_crops(fns, tmp_path/'cache', progress=False)
-    assert list(res.columns) == CROP_COLS
-    assert not res['detected'].any() and res['prob'].isna().all()
-    assert res.loc[0, BOX].tolist() == list(portrait_box(384, 512))
-    assert res.loc[2, BOX].tolist() == list(portrait_box(640, 480))
-    for f in res['crop_path']:
-        with Image.open(f) as im: assert im.size == (192, 256) and im.format == 'JPEG'
-    assert sum(spy) == 3
 
 
 def test_detected_box_is_scaled_back_to_source_pixels(tmp_path, monkeypatch):
@@ -90,20 +76,50 @@ def test_cache_key_follows_settings_and_source(tmp_path, spy):
     assert sum(spy) == n + 1 and r.loc[0, 'crop_path'] != base
 
 
-@pytest.mark.parametrize('damage', ['truncate_crop', 'delete_crop', 'bad_json', 'no_json'])
+def _damage(jpg, meta, how):
+    if how == 'truncate_crop':
+        with open(jpg, 'r+b') as f: f.truncate(200)
+    elif how == 'zero_crop':                                       # the right length, not a JPEG
+        with open(jpg, 'r+b') as f: f.write(bytes(os.path.getsize(jpg)))
+    elif how == 'delete_crop': os.remove(jpg)
+    elif how == 'bad_json': Path(meta).write_text('{"version": "fac')
+    elif how == 'binary_json': Path(meta).write_bytes(b'\xff\xfe\x00\x81garbage')
+    elif how == 'list_json': Path(meta).write_text('[1, 2, 3]')
+    elif how == 'no_box': m = json.loads(Path(meta).read_text()); del m['x0']; Path(meta).write_text(json.dumps(m))
+    else: os.remove(meta)                                          # run killed between crop and sidecar
+
+
+@pytest.mark.parametrize('damage', ['truncate_crop', 'zero_crop', 'delete_crop', 'bad_json', 'binary_json', 'list_json', 'no_box', 'no_json'])
 def test_damaged_cache_entry_is_redone(tmp_path, spy, damage):
+    "An entry that cannot be read is a miss: made again, never an error."
     fns = [flat(tmp_path/f'{i}.jpg', (i*60, 0, 0)) for i in range(3)]
     r1 = face_crops(fns, tmp_path/'cache', progress=False)
     jpg = r1.loc[1, 'crop_path']; meta = jpg[:-4] + '.json'
-    if damage == 'truncate_crop':
-        with open(jpg, 'r+b') as f: f.truncate(200)
-    elif damage == 'delete_crop': os.remove(jpg)
-    elif damage == 'bad_json': open(meta, 'w').write('{"version": "fac')
-    else: os.remove(meta)                                          # run killed between crop and sidecar
+    _damage(jpg, meta, damage)
     r2 = face_crops(fns, tmp_path/'cache', progress=False)
     assert sum(spy) == 4 and r2['cached'].tolist() == [True, False, True]
+    pd.testing.assert_frame_equal(r1.drop(columns='cached'), r2.drop(columns='cached'))
     with Image.open(r2.loc[1, 'crop_path']) as im: im.load(); assert im.size == (192, 256)
-    assert not [p for p in (tmp_path/'cache').rglob('.tmp-*')]
+    assert face_crops(fns, tmp_path/'cache', progress=False)['cached'].all()
+    assert not [p for p in (tmp_path/'cache').rglob('.*.tmp')]
+
+
+def test_entries_of_earlier_versions_are_hits(tmp_path, spy):
+    "A crop cached before this version (same `faces-2` key and layout, computed here the way the older code did) is found."
+    import hashlib
+    fn = flat(tmp_path/'a.jpg'); st = fn.resolve().stat()
+    params = dict(version='faces-2', margin=0.3, size=[192, 256], detect_size=320, min_prob=0.9, min_face_size=40,
+                  thresholds=[0.6, 0.7, 0.7], fallback=[0.75, 0.42], quality=95)
+    key = hashlib.sha1(json.dumps(dict(path=str(fn.resolve()), nbytes=st.st_size, mtime_ns=st.st_mtime_ns, **params),
+                                  sort_keys=True).encode()).hexdigest()
+    jpg = tmp_path/'cache'/key[:2]/f'{key}.jpg'; jpg.parent.mkdir(parents=True)
+    Image.new('RGB', (192, 256), (1, 2, 3)).save(jpg)
+    m = dict(version='faces-2', crop_path='/elsewhere/x.jpg', detected=True, prob=0.97, x0=10, y0=20, x1=310, y1=420,
+             crop_nbytes=jpg.stat().st_size)
+    jpg.with_suffix('.json').write_text(json.dumps(m))
+    r = face_crops([fn], tmp_path/'cache', progress=False)
+    assert sum(spy) == 0 and r.loc[0, 'cached'] and r.loc[0, 'crop_path'] == str(jpg)
+    assert r.loc[0, ['detected', 'prob', *BOX]].tolist() == [True, 0.97, 10, 20, 310, 420]
 
 
 def test_order_and_mapping_with_mixed_sizes(tmp_path, monkeypatch):
@@ -161,18 +177,6 @@ def test_moved_cache_folder_still_hits(tmp_path, spy):
     r = face_crops(fns, tmp_path/'moved', progress=False)
     assert sum(spy) == 2 and r['cached'].all()
     assert all(p.startswith(str(tmp_path/'moved')) and os.path.exists(p) for p in r['crop_path'])
-
-
-def test_empty_input(tmp_path):
-    r = face_crops([], tmp_path/'cache', progress=False)
-    assert len(r) == 0 and list(r.columns) == CROP_COLS
-
-
-def test_tiny_source_gets_the_portrait_box(tmp_path, spy):
-    "MTCNN cannot search an image smaller than min_face_size (it crashed on an empty torch.cat); it gets the fallback."
-    res = face_crops([flat(tmp_path/'tiny.png', size=(10, 10)), flat(tmp_path/'thin.jpg', size=(300, 30))], tmp_path/'cache', progress=False)
-    assert not res['detected'].any() and res.loc[0, BOX].tolist() == list(portrait_box(10, 10))
-    assert [Image.open(f).size for f in res['crop_path']] == [(192, 256)] * 2
 
 
 def test_large_jpeg_decoded_at_reduced_scale_boxes_in_source_pixels(tmp_path, monkeypatch):
