@@ -249,7 +249,7 @@ def mask_report(model, conf:dict, df:pd.DataFrame, out_dir, img_col:str|None=Non
 
 def run_report(run_dir, df:pd.DataFrame, out_dir=None, **kwargs) -> dict:
     "`mask_report` of the saved run in `run_dir` (default output: `run_dir/report`)."
-    from mask_fastai.learner import load_run  # the training stack, imported only when a run is loaded
+    from mask_fastai.runs import load_run  # the training stack, imported only when a run is loaded
     model, conf = load_run(run_dir)
     kwargs.setdefault('title', f'mask_fastai report: {Path(run_dir).name}')
     return mask_report(model, conf, df, Path(run_dir)/'report' if out_dir is None else out_dir, **kwargs)
