@@ -15,6 +15,7 @@ from functools import partial
 from .dataloaders import image_dl
 from .model import load_mask_model
 from .files import atomic_write
+from . import ensemble, identities   # module-qualified: `predict_folder`'s `pool_identities` flag would shadow the function
 
 # %% auto #0
 __all__ = ['predict_probs', 'check_submission', 'write_submission', 'run_dirs', 'load_runs', 'predict_folder', 'write_probs']
@@ -81,10 +82,9 @@ def load_runs(dirs) -> list:
 def predict_folder(data, runs, out='submission.csv', tta:bool=False, bs:int=64, num_workers:int|None=None, progress:bool=True,
                    vote:str='soft', offsets=None, pool_identities:bool=False) -> pd.DataFrame:
     "Predict every row of `data`/eval/info.csv with the saved `runs` (soft or hard `vote`), optionally pool identities and apply decision `offsets` (a file), write the submission `out` and `<out>.probs.csv`."
-    from mask_fastai import postprocess as pp
     if vote not in ('soft', 'hard'): raise ValueError(f"vote must be 'soft' or 'hard', got {vote!r}")
     if vote == 'hard' and (offsets is not None or pool_identities): raise ValueError("offsets and identity pooling work on probabilities: use vote='soft'")
-    off = pp.load_offsets(offsets) if offsets is not None else None   # fail before the long part
+    off = ensemble.load_offsets(offsets) if offsets is not None else None   # fail before the long part
     info = read_eval(data)
     runs = load_runs(runs)
     t = runs[0][1]['train']
@@ -95,13 +95,13 @@ def predict_folder(data, runs, out='submission.csv', tta:bool=False, bs:int=64, 
         res = predict_probs(m, image_dl(df[col], c['size'], c['stats'], bs, num_workers), tta, embeddings=pool_identities and i == 0)
         if pool_identities and i == 0: res, emb = res
         per_run.append(res.numpy())
-    probs = pp.soft_vote(per_run)
+    probs = ensemble.soft_vote(per_run)
     extra = {}
     if pool_identities:
-        groups = pp.identity_groups(probs, info['path'].tolist(), embeddings=emb)
-        probs, extra['group'] = pp.pool_identities(probs, groups), groups
-    if off is not None: probs = pp.apply_offsets(probs, off)
-    ans = pp.hard_vote(per_run) if vote == 'hard' else probs.argmax(1)
+        groups = identities.identity_groups(probs, info['path'].tolist(), embeddings=emb)
+        probs, extra['group'] = identities.pool_identities(probs, groups), groups
+    if off is not None: probs = ensemble.apply_offsets(probs, off)
+    ans = ensemble.hard_vote(per_run) if vote == 'hard' else probs.argmax(1)
     out = write_submission(info, ans, out)
     write_probs(info, probs, out, **extra)
     return pd.read_csv(out)

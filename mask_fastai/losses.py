@@ -8,7 +8,7 @@ import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from fastai.torch_core import Module
 from fastai.callback.mixup import reduce_loss
 from .core import *
-from .model import task_log_probs, combine_task_logits, fine_age_bin, default_fine_edges
+from .model import task_log_probs, default_fine_edges
 
 # %% auto #0
 __all__ = ['FocalLossLS', 'inverse_frequency_weights', 'MultiTaskLoss']
@@ -49,7 +49,7 @@ def inverse_frequency_weights(labels) -> list:
         res.append(w / w.mean())
     return res
 
-# %% ../nbs/09_losses.ipynb #73f72398
+# %% ../nbs/09_losses.ipynb #3db14ef0
 def _per_task(v, name:str) -> tuple:
     "`v` repeated for every task, or `v` itself if it is a list/tuple with one entry per task."
     if isinstance(v, (list, tuple)):
@@ -57,6 +57,27 @@ def _per_task(v, name:str) -> tuple:
         return tuple(v)
     return (v,) * len(TASKS)
 
+def _class_weights(class_weights, labels) -> tuple:
+    "Per task a class-weight tensor or None, from `class_weights` (None, 'inverse' with `labels`, or one per task)."
+    if class_weights is None: return (None,) * len(TASKS)
+    if isinstance(class_weights, str):
+        if class_weights != 'inverse': raise ValueError(f"class_weights must be None, 'inverse' or per-task tensors, got {class_weights!r}")
+        if labels is None: raise ValueError("class_weights='inverse' needs the training `labels`")
+        return tuple(inverse_frequency_weights(labels))
+    return _per_task(class_weights, 'class_weights')
+
+def _task_loss(task:str, kind:str='ce', gamma:float=2., label_smoothing:float=0., class_weight=None) -> nn.Module:
+    "Per-sample loss of one `task`'s marginal: PyTorch's cross-entropy (`kind='ce'`) or `FocalLossLS` (`'focal'`)."
+    n = TASK_SIZES[TASKS.index(task)]
+    if class_weight is not None:
+        class_weight = torch.as_tensor(class_weight, dtype=torch.float)
+        if class_weight.shape != (n,): raise ValueError(f"class weights of {task} must have {n} entries, got shape {tuple(class_weight.shape)}")
+    if not 0 <= label_smoothing < 1: raise ValueError(f"label_smoothing of {task} must be in [0, 1), got {label_smoothing}")
+    if kind == 'ce': return nn.CrossEntropyLoss(weight=class_weight, label_smoothing=float(label_smoothing), reduction='none')
+    if kind == 'focal': return FocalLossLS(gamma, weight=class_weight, label_smoothing=label_smoothing, reduction='none')
+    raise ValueError(f"loss of {task} must be 'ce' or 'focal', got {kind!r}")
+
+# %% ../nbs/09_losses.ipynb #73f72398
 _REDUCTIONS = ('mean', 'sum', 'none')
 
 class MultiTaskLoss(Module):
@@ -74,22 +95,9 @@ class MultiTaskLoss(Module):
         fine_age_edges=None, # fine-bin edges of the model's fine age head (None: `model.default_fine_edges()`)
     ):
         self.task_weights = tuple(float(w) for w in _per_task(task_weights, 'task_weights'))
-        if class_weights is None: cws = (None,) * len(TASKS)
-        elif isinstance(class_weights, str):
-            if class_weights != 'inverse': raise ValueError(f"class_weights must be None, 'inverse' or per-task tensors, got {class_weights!r}")
-            if labels is None: raise ValueError("class_weights='inverse' needs the training `labels`")
-            cws = inverse_frequency_weights(labels)
-        else: cws = _per_task(class_weights, 'class_weights')
-        self.losses = nn.ModuleDict()
-        for task, n, kind, g, ls, cw in zip(TASKS, TASK_SIZES, _per_task(loss, 'loss'), _per_task(gamma, 'gamma'),
-                                            _per_task(label_smoothing, 'label_smoothing'), cws):
-            if cw is not None:
-                cw = torch.as_tensor(cw, dtype=torch.float)
-                if cw.shape != (n,): raise ValueError(f"class weights of {task} must have {n} entries, got shape {tuple(cw.shape)}")
-            if not 0 <= ls < 1: raise ValueError(f"label_smoothing of {task} must be in [0, 1), got {ls}")
-            if kind == 'ce': self.losses[task] = nn.CrossEntropyLoss(weight=cw, label_smoothing=float(ls), reduction='none')
-            elif kind == 'focal': self.losses[task] = FocalLossLS(g, weight=cw, label_smoothing=ls, reduction='none')
-            else: raise ValueError(f"loss of {task} must be 'ce' or 'focal', got {kind!r}")
+        cws = _class_weights(class_weights, labels)
+        self.losses = nn.ModuleDict({task: _task_loss(task, kind, g, ls, cw) for task, kind, g, ls, cw in zip(
+            TASKS, _per_task(loss, 'loss'), _per_task(gamma, 'gamma'), _per_task(label_smoothing, 'label_smoothing'), cws)})
         self.reduction, self.last_task_losses = reduction, {}
         self.fine_age_weight, self.fine_age_edges = float(fine_age_weight), fine_age_edges
         self.fine_logits = None   # a callable returning the model's last fine age logits (set by `learner.mask_learner`)
