@@ -26,7 +26,7 @@ def main():
     p.add_argument('--variants', default='plain,tta,offsets,pool,pool+offsets,tta+pool+offsets')
     p.add_argument('--mislabels-of', default=None, metavar='KFOLD_DIR', help='also rank mislabel candidates from its oof.csv and score them')
     a = p.parse_args()
-    from mask_fastai.postprocess import group_purity
+    from mask_fastai.identities import group_purity
     m, key = Path(a.models), Path(a.data)/'answers'/'eval_labels.csv'
     out = m/'bench-inference'; out.mkdir(exist_ok=True)
     res = dict(bench='inference', models=str(m))

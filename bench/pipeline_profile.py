@@ -19,7 +19,8 @@ def main():
     a = p.parse_args()
     import torch; torch.set_num_threads(1)
     from fastai.vision.all import Resize
-    from mask_fastai.learner import TrainConfig, prepare_data, run_dataloaders
+    from mask_fastai.config import TrainConfig
+    from mask_fastai.learner import prepare_data, run_dataloaders
     from mask_fastai.dataloaders import RGBImage, SquishResize
     cfg = TrainConfig(data=a.data, size=tuple(a.size), bs=a.bs, num_workers=0, wandb='off')
     df = prepare_data(cfg, progress=False)
@@ -37,7 +38,7 @@ def main():
     print(f"8 training batches of {a.bs}: {dt:.2f} s, {dt / (8 * a.bs) * 1000:.2f} ms per image (one process, no model)")
     s = io.StringIO(); pstats.Stats(pr, stream=s).sort_stats('tottime').print_stats(10); print(s.getvalue())
     if a.predict_run:
-        from mask_fastai.learner import load_run
+        from mask_fastai.runs import load_run
         from mask_fastai.dataloaders import image_dl
         from mask_fastai.inference import predict_probs
         torch.set_num_threads(os.cpu_count())

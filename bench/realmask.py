@@ -23,7 +23,7 @@ def main():
     from mask_fastai.core import MASK_NAMES
     from mask_fastai.inference import load_runs, predict_probs
     from mask_fastai.dataloaders import image_dl
-    from mask_fastai.postprocess import task_marginals
+    from mask_fastai.ensemble import task_marginals
     lab = pd.read_csv(Path(a.data)/'labels.csv')
     bad = set(lab['mask']) - set(LABELS)
     if bad: raise SystemExit(f"{a.data}/labels.csv: unknown mask labels {sorted(bad)}")

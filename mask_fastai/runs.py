@@ -16,7 +16,7 @@ from .metrics import mask_scores
 from .learner import prepare_data, run_dataloaders, describe_split, mask_learner, evaluate
 from .recipe import EpochHistory, fit_recipe, read_checkpoint_state
 from .distributed import init_distributed, rank0_first, distributed
-from .callbacks import wandb_callbacks
+from .tracking import wandb_callbacks
 from .files import atomic_write, read_json
 
 # %% auto #0

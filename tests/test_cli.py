@@ -20,13 +20,13 @@ TINY = ['--size', '32', '24', '--epochs', '1', '--freeze-epochs', '1', '--bs', '
 
 def test_train_predict_score(setup):
     tmp, env, data = setup
-    run('train', '--data', data, '--out', tmp/'run', '--cutmix', 'half', *TINY, '--wandb', 'offline', env=env)   # the default wandb mode
+    run('train', '--data', data, '--out', tmp/'run', '--mix', 'half_cutmix', *TINY, '--wandb', 'offline', env=env)   # the default wandb mode
     files = sorted(f.name for f in (tmp/'run').iterdir() if f.is_file())
     assert files == ['config.json', 'history.csv', 'metrics.json', 'model.safetensors', 'valid_probs.csv']
     m = json.loads((tmp/'run'/'metrics.json').read_text())
     assert m['epochs_run'] == 2 and 0 <= m['f1_macro'] <= 1 and m['valid_people'] == 2
     conf = json.loads((tmp/'run'/'config.json').read_text())
-    assert conf['train']['cutmix'] == 'half' and conf['size'] == [32, 24] and len(conf['vocab']) == 18
+    assert conf['train']['mix'] == 'half_cutmix' and conf['size'] == [32, 24] and len(conf['vocab']) == 18
 
     run('predict', '--data', data, '--models', tmp/'run', '--out', tmp/'sub.csv', '--tta', '--quiet', env=env)
     sub, info = pd.read_csv(tmp/'sub.csv'), pd.read_csv(data/'eval'/'info.csv')
@@ -53,6 +53,42 @@ def test_predict_refuses_missing_image(setup):
     r = run('predict', '--data', bad, '--models', tmp/'nowhere', '--out', tmp/'bad.csv', env=env, check=False)
     assert r.returncode != 0 and info.ImageID[0] in r.stderr and 'missing_image' in r.stderr
     assert not (tmp/'bad.csv').exists()
+
+def _train_parser():
+    from mask_fastai.cli import build_parser
+    sub = next(a for a in build_parser()._actions if a.dest == 'command')
+    return sub.choices['train']
+
+def test_every_config_field_has_a_typed_flag_with_help():
+    "One flag per TrainConfig field, its help from the field's comment, its type from the annotation: the defaults, typed as text, parse back to themselves."
+    from dataclasses import fields
+    from mask_fastai.config import TrainConfig, config_fields, config_from_args
+    p = _train_parser()
+    acts = {a.dest: a for a in p._actions}
+    argv = []
+    for name, tp, default, help in config_fields():
+        a = acts[name]
+        assert a.option_strings == ['--' + name.replace('_', '-')], name
+        assert help and a.help.startswith(help), (name, a.help)
+        text = 'none' if default is None else [str(v) for v in default] if isinstance(default, tuple) else [str(default)]
+        argv += [a.option_strings[0], *([text] if isinstance(text, str) else text)]
+    assert len(config_fields()) == len(fields(TrainConfig))
+    assert config_from_args(p.parse_args(argv)) == TrainConfig()
+
+def test_a_new_config_field_needs_no_cli_edit(tmp_path, monkeypatch):
+    import argparse, importlib
+    (tmp_path/'more_settings.py').write_text(
+        "from dataclasses import dataclass\nfrom typing import Literal\nfrom mask_fastai.config import TrainConfig\n"
+        "@dataclass\nclass MoreSettings(TrainConfig):\n    warmup: int = 3  # epochs of warm-up\n    schedule: Literal['cos', 'flat'] = 'cos'  # the shape of the schedule\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cls = importlib.import_module('more_settings').MoreSettings
+    from mask_fastai.config import add_config_args, config_from_args
+    p = argparse.ArgumentParser(); add_config_args(p, cls)
+    acts = {a.dest: a for a in p._actions}
+    assert acts['warmup'].help == 'epochs of warm-up (default: 3)' and acts['schedule'].help.startswith('the shape of the schedule')
+    cfg = config_from_args(p.parse_args(['--warmup', '5', '--schedule', 'flat', '--epochs', '2']), cls)
+    assert (cfg.warmup, cfg.schedule, cfg.epochs) == (5, 'flat', 2)
+    with pytest.raises(SystemExit): p.parse_args(['--warmup', 'many'])
 
 def test_info_and_help(setup):
     tmp, env, data = setup

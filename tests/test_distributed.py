@@ -22,6 +22,6 @@ def test_two_process_training(tmp_path):
     assert len(list((out/'wandb').glob('offline-run-*'))) == 1      # one wandb run, from rank 0
     vp = pd.read_csv(out/'valid_probs.csv')
     assert len(vp) == 14 and not vp.isna().any().any()             # gathered from both processes, in order, no padding
-    from mask_fastai.learner import load_run
+    from mask_fastai.runs import load_run
     model, conf = load_run(out)
     assert conf['train']['epochs'] == 2
