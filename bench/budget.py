@@ -7,24 +7,15 @@ pooling, both), score each with the answer key, and append one record per seed t
     python bench/budget.py --baseline-settings base-2ep -- --epochs 2     # the official baseline's settings
     python bench/budget.py default-5ep --reuse -- --epochs 5              # keep a finished run, predict and score again
 
-Compute is measured as the CPU time of the `train` process (user + system, all threads), so that runs measured while
+Compute is measured as training images x epochs (`images_trained`, independent of the machine) and as the CPU time of the `train` process (user + system, all threads), so that runs measured while
 other jobs shared the machine stay comparable; `cpu_min_2core` = CPU minutes / 2 is the wall time the same training
 takes on this idle 2-core machine. Face crops come from the cache (cropping maskbench-dev once is timed separately by
 `bench/foundation.py`). Everything goes through the `mask-fastai` commands a user runs."""
-import argparse, datetime, json, os, resource, subprocess, sys, time
+import argparse, json, os, resource, subprocess, sys, time
 from pathlib import Path
+from common import ROOT, MASKBENCH as DATA, RECORDS, rel, append_record
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent/'shared'/'data'/'maskbench-dev'
 BASELINE = ['--size', '128', '96', '--crop', 'false', '--aug', 'none']
-
-def rel(p) -> str:
-    "`p` relative to the repository or to the shared data folder, never an absolute path of this machine."
-    p = Path(p).resolve()
-    for base, tag in ((ROOT, ''), (ROOT.parent/'shared'/'data', 'data:')):
-        try: return tag + str(p.relative_to(base))
-        except ValueError: pass
-    return p.name
 
 def cli(*args, capture=False) -> tuple:
     "Run `mask-fastai ARGS` with this interpreter; `(wall s, cpu s, stdout)`."
@@ -57,14 +48,15 @@ def predict(out:Path, a) -> dict:
         print(f"  {v}: eval F1 {res[v]['f1_macro']}", flush=True)
     return res
 
+def images_trained(out:Path, folds) -> int:
+    "Training images x epochs of the run (summed over the folds): the compute measure that does not depend on the machine's speed."
+    ms = [json.loads((out/f'fold{k}'/'metrics.json').read_text()) for k in range(folds)] if folds else [json.loads((out/'metrics.json').read_text())]
+    return sum(m['train_images'] * m['epochs_run'] for m in ms)
+
 def settings(out:Path, folds) -> dict:
     "The resolved training settings of the run (of its first fold for a k-fold folder), as saved beside the model."
     conf = json.loads(((out/'fold0') if folds else out).joinpath('config.json').read_text())['train']
     return {k: v for k, v in conf.items() if k not in ('data', 'out', 'fold')}
-
-def git_commit() -> str:
-    try: return subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    except OSError: return ''
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -75,7 +67,7 @@ def main():
     p.add_argument('--baseline-settings', action='store_true', help='128x96 whole photos, no augmentation (the official baseline setting)')
     p.add_argument('--predict', default='plain,tta,pool,tta+pool', help='comma-separated predict variants (options joined by +)')
     p.add_argument('--reuse', action='store_true', help='keep a finished run folder instead of training again')
-    p.add_argument('--records', default=str(ROOT/'bench'/'results.jsonl'))
+    p.add_argument('--records', default=str(RECORDS))
     p.add_argument('extra', nargs='*', help='`mask-fastai train` flags (after --)')
     a = p.parse_args()
     for seed in a.seeds:
@@ -87,10 +79,10 @@ def main():
         m = json.loads((out/'metrics.json').read_text())
         res['valid_f1_macro'] = m.get('oof_f1_macro', m.get('f1_macro'))
         res['valid_kind'] = 'oof' if a.folds else 'holdout'
+        res['images_trained'] = images_trained(out, a.folds)
         res['settings'] = settings(out, a.folds)
         res['eval'] = predict(out, a)
-        res.update(load_after=round(os.getloadavg()[0], 2), commit=git_commit(), date=datetime.date.today().isoformat())
-        print(json.dumps(res), flush=True)
-        with open(a.records, 'a') as f: f.write(json.dumps(res) + '\n')
+        res['load_after'] = round(os.getloadavg()[0], 2)
+        append_record(res, a.records)
 
 if __name__ == '__main__': main()

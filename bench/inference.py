@@ -11,8 +11,7 @@ import argparse, json, subprocess, time
 from pathlib import Path
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent/'shared'/'data'/'maskbench-dev'
+from common import ROOT, MASKBENCH as DATA, rel, append_record
 
 def sh(*args, capture=False):
     t = time.time()
@@ -29,7 +28,7 @@ def main():
     from mask_fastai.identities import group_purity
     m, key = Path(a.models), Path(a.data)/'answers'/'eval_labels.csv'
     out = m/'bench-inference'; out.mkdir(exist_ok=True)
-    res = dict(bench='inference', models=str(m))
+    res = dict(bench='inference', models=rel(m))
     t_tune, txt = sh('tune', '--models', m, '--out', out/'offsets.json', capture=True)
     res['tune_s'] = round(t_tune, 1)
     for v in a.variants.split(','):
@@ -49,6 +48,6 @@ def main():
                     '--out', out/'mislabels', capture=True)
         res['mislabels'] = json.loads(txt)['key']; res['mislabels_s'] = round(t, 1)
     print(json.dumps(res, indent=2))
-    with open(ROOT/'bench'/'results.jsonl', 'a') as f: f.write(json.dumps(res) + '\n')
+    append_record(res)
 
 if __name__ == '__main__': main()

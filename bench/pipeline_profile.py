@@ -7,8 +7,7 @@ copy on row access, and a cProfile of 8 training batches (one process, no model)
 import argparse, cProfile, io, os, pstats, time, timeit
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent/'shared'/'data'/'maskbench-dev'
+from common import ROOT, MASKBENCH as DATA, rel, append_record
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -8,8 +8,7 @@ Prints macro F1, per-task F1 and wall time per step; everything goes through the
 import argparse, json, os, subprocess, sys, time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent/'shared'/'data'/'maskbench-dev'
+from common import ROOT, MASKBENCH as DATA, rel, append_record
 
 def sh(*args):
     t = time.time()
@@ -39,6 +38,6 @@ def main():
                eval_mask_f1=round(scores['mask_f1'], 4), eval_gender_f1=round(scores['gender_f1'], 4), eval_age_f1=round(scores['age_f1'], 4),
                valid_f1_macro=val['f1_macro'], train_s=round(t_train, 1), predict_s=round(t_pred, 1))
     print(json.dumps(res, indent=2))
-    with open(ROOT/'bench'/'results.jsonl', 'a') as f: f.write(json.dumps(res) + '\n')
+    append_record(res)
 
 if __name__ == '__main__': main()

@@ -9,8 +9,8 @@ import argparse, json, time
 from pathlib import Path
 import numpy as np, pandas as pd
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent/'shared'/'data'/'realmask'
+from common import ROOT, DATA_ROOT, rel, append_record
+DATA = DATA_ROOT/'realmask'
 LABELS = {'wear': 0, 'incorrect': 1, 'not_wear': 2}
 
 def main():
@@ -32,11 +32,11 @@ def main():
     probs = np.mean([predict_probs(m, image_dl(paths, c['size'], c['stats']), tta=a.tta).numpy() for m, c in load_runs(a.models)], 0)
     pred = task_marginals(probs)['mask'].argmax(1)
     rec = recall_score(y, pred, labels=[0, 1, 2], average=None, zero_division=0)
-    res = dict(bench='realmask', models=' '.join(a.models), tta=a.tta, images=len(y),
+    res = dict(bench='realmask', models=' '.join(rel(m) for m in a.models), tta=a.tta, images=len(y),
                **{f'recall_{n}': round(float(r), 4) for n, r in zip(MASK_NAMES, rec)},
                mask_f1_macro=round(float(f1_score(y, pred, labels=[0, 1, 2], average='macro', zero_division=0)), 4),
                accuracy=round(float((pred == y).mean()), 4), seconds=round(time.time() - t, 1))
     print(json.dumps(res, indent=2))
-    with open(ROOT/'bench'/'results.jsonl', 'a') as f: f.write(json.dumps(res) + '\n')
+    append_record(res)
 
 if __name__ == '__main__': main()

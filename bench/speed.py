@@ -13,8 +13,7 @@ Face-crop throughput (cold detection vs cache hits) is in `bench/foundation.py`.
 import argparse, json, os, resource, sys, time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent/'shared'/'data'/'maskbench-dev'
+from common import ROOT, MASKBENCH as DATA, rel, append_record
 
 def model_only_train(learn, bs, hw, n):
     "img/s of forward/backward/step on random tensors: the ceiling a perfect input pipeline would reach."
@@ -88,7 +87,7 @@ def peak_rss(data, n, size):
     learn = mask_learner(run_dataloaders(df, cfg), cfg); learn.remove_cbs([ProgressCallback]); learn.logger = noop
     real_train(learn, n)
     mb = lambda who: resource.getrusage(who).ru_maxrss / 1024
-    return dict(data=str(data), images=len(df), dataframe_mb=round(df_mb, 1), read_s=round(t_read, 1),
+    return dict(data=rel(data), images=len(df), dataframe_mb=round(df_mb, 1), read_s=round(t_read, 1),
                 peak_rss_mb=round(mb(resource.RUSAGE_SELF), 1), peak_rss_workers_mb=round(mb(resource.RUSAGE_CHILDREN), 1))
 
 def main():
@@ -104,7 +103,7 @@ def main():
     if a.rss:
         res = dict(bench='rss', **peak_rss(a.rss, a.batches, (128, 96)))
         print(json.dumps(res))
-        with open(ROOT/'bench'/'results.jsonl', 'a') as f: f.write(json.dumps(res) + '\n')
+        append_record(res)
         return
     from mask_fastai.data import read_train
     from mask_fastai.faces import add_face_crops
@@ -114,6 +113,6 @@ def main():
         hw, bs = s.split(':'); hw = tuple(int(v) for v in hw.split('x'))
         res = setting(df, hw, int(bs), a.batches, a.workers)
         print(json.dumps(res), flush=True)
-        with open(ROOT/'bench'/'results.jsonl', 'a') as f: f.write(json.dumps(dict(bench='speed', **res)) + '\n')
+        append_record(dict(bench='speed', **res))
 
 if __name__ == '__main__': main()
