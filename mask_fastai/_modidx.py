@@ -456,6 +456,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'mask_fastai.runs.write_valid_probs': ('runs.html#write_valid_probs', 'mask_fastai/runs.py')},
             'mask_fastai.splits': { 'mask_fastai.splits.check_person_overlap': ( 'splits.html#check_person_overlap',
                                                                                  'mask_fastai/splits.py'),
+                                    'mask_fastai.splits.image_holdout': ('splits.html#image_holdout', 'mask_fastai/splits.py'),
                                     'mask_fastai.splits.person_folds': ('splits.html#person_folds', 'mask_fastai/splits.py'),
                                     'mask_fastai.splits.person_holdout': ('splits.html#person_holdout', 'mask_fastai/splits.py'),
                                     'mask_fastai.splits.person_strata': ('splits.html#person_strata', 'mask_fastai/splits.py'),

@@ -33,6 +33,7 @@ class TrainConfig(ModelConfig):
     aug: str = 'default'  # albumentations recipe: none, flip, light, default, strong
     sampler: Literal['label', 'age_group']|None = None  # weighted sampling of rare classes, by label or by age group (none: off)
     weight_power: float = 0.5  # sampling weight of a row = 1 / count(its class) ** power
+    split: Literal['person', 'image'] = 'person'  # hold out people (honest) or random photos (people leak into validation: for comparison only)
     valid_pct: float = 0.2  # share of the people held out for validation
     n_folds: int = 5  # number of person folds for --fold
     fold: int|None = None  # validate on person fold K of n_folds instead of a stratified holdout of valid_pct

@@ -11,7 +11,7 @@ from fastai.callback.channelslast import ChannelsLast
 from .core import *
 from .config import TrainConfig
 from .data import read_train, apply_age_policy
-from .splits import person_holdout, person_folds, set_fold, check_person_overlap
+from .splits import person_holdout, image_holdout, person_folds, set_fold, check_person_overlap
 from .faces import add_face_crops
 from .dataloaders import mask_dataloaders
 from .model import create_mask_model, mask_splitter, norm_stats
@@ -39,6 +39,7 @@ def prepare_data(cfg:TrainConfig, progress:bool=True, skipped_csv=None) -> pd.Da
         if skipped_csv is not None: atomic_write(skipped_csv, skipped.to_csv(index=False))   # kind,row,person,path,detail
     else: df = read_train(data_folder(cfg.data), **kw)
     if cfg.crop: df = add_face_crops(df, margin=cfg.crop_margin, progress=progress)
+    if cfg.split == 'image': return image_holdout(df, cfg.valid_pct, seed=cfg.seed)   # the leaky split, for comparison only (no age policy)
     if cfg.fold is None: df = person_holdout(df, cfg.valid_pct, seed=cfg.seed)
     else: df = set_fold(person_folds(df, cfg.n_folds, seed=cfg.seed), cfg.fold)
     check_person_overlap(df)

@@ -10,7 +10,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from .core import *
 
 # %% auto #0
-__all__ = ['person_strata', 'person_folds', 'person_holdout', 'set_fold', 'check_person_overlap']
+__all__ = ['person_strata', 'person_folds', 'person_holdout', 'set_fold', 'check_person_overlap', 'image_holdout']
 
 # %% ../nbs/03_splits.ipynb #023ede9c
 def person_strata(df:pd.DataFrame) -> pd.Series:
@@ -46,3 +46,10 @@ def check_person_overlap(df:pd.DataFrame, col:str='is_valid') -> int:
     both = set(df.loc[df[col], 'person']) & set(df.loc[~df[col], 'person'])
     if both: raise ValueError(f"{len(both)} people are in both train and valid, e.g. {sorted(both)[:5]}")
     return 0
+
+# %% ../nbs/03_splits.ipynb #23e173cd
+def image_holdout(df:pd.DataFrame, valid_pct:float=0.2, seed:int=42) -> pd.DataFrame:
+    "Copy of `df` with an `is_valid` column holding out a random `valid_pct` of the images, ignoring who is in them (people leak into validation)."
+    if not 0 < valid_pct < 1: raise ValueError(f"valid_pct must be in (0, 1), got {valid_pct}")
+    valid = np.random.default_rng(seed).permutation(len(df)) < round(valid_pct * len(df))
+    return df.assign(is_valid=valid)
