@@ -68,8 +68,10 @@ def main():
     p.add_argument('--predict', default='plain,tta,pool,tta+pool', help='comma-separated predict variants (options joined by +)')
     p.add_argument('--reuse', action='store_true', help='keep a finished run folder instead of training again')
     p.add_argument('--records', default=str(RECORDS))
-    p.add_argument('extra', nargs='*', help='`mask-fastai train` flags (after --)')
-    a = p.parse_args()
+    p.epilog = 'Everything after -- goes to `mask-fastai train`.'
+    argv = sys.argv[1:]
+    cut = argv.index('--') if '--' in argv else len(argv)
+    a = p.parse_args(argv[:cut]); a.extra = argv[cut + 1:]
     for seed in a.seeds:
         out = ROOT/'runs'/'budget'/f'{a.name}-s{seed}'
         print(f"{a.name} seed {seed}: {' '.join(map(str, a.extra))}", flush=True)
