@@ -4,7 +4,7 @@
 
 # %% ../nbs/24_compare.ipynb #5aa6a945
 from __future__ import annotations
-import json
+import json, os
 from pathlib import Path
 import numpy as np, pandas as pd
 from .files import read_json
@@ -14,8 +14,8 @@ __all__ = ['records_file', 'read_records', 'bench_table']
 
 # %% ../nbs/24_compare.ipynb #ccc2163c
 def records_file() -> Path:
-    "The repository's `bench/results.jsonl` (next to the package in a source checkout)."
-    return Path(__file__).resolve().parent.parent/'bench'/'results.jsonl'
+    "The benchmark records: `$MASK_FASTAI_RECORDS`, else the repository's `bench/results.jsonl` (next to the package in a source checkout)."
+    return Path(os.environ.get('MASK_FASTAI_RECORDS') or Path(__file__).resolve().parent.parent/'bench'/'results.jsonl')
 
 def read_records(fn=None, bench:str|None='budget') -> list:
     "The benchmark records in `fn` (default: `records_file()`), only those of `bench` (None: all)."
