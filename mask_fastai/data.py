@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 from .core import *
+from .files import read_csv
 
 # %% auto #0
 __all__ = ['PROBLEM_COLS', 'PROBLEM_MODES', 'ORIENTATION', 'TRAIN_COLS', 'MAX_AGE', 'SWAP', 'DataProblemError', 'ImageReadError',
            'why_unreadable', 'upright_size', 'to_rgb', 'load_rgb', 'image_size', 'is_junk', 'image_info', 'read_train',
-           'set_labels', 'load_corrections', 'apply_corrections', 'apply_age_policy', 'read_eval']
+           'set_labels', 'load_corrections', 'apply_corrections', 'apply_age_policy', 'image_id_problem', 'read_eval']
 
 # %% ../nbs/02_data.ipynb #412946f8
 PROBLEM_COLS = ['kind', 'row', 'person', 'path', 'detail']
@@ -150,16 +151,8 @@ _re_folder = re.compile(r'^(?P<id>[^_]+)_(?P<gender>[^_]+)_(?P<race>[^_]+)_(?P<a
 _re_age = re.compile(r'\d{1,3}', re.ASCII)
 
 def _read_csv(fn, required) -> pd.DataFrame:
-    fn = Path(fn)
-    if not fn.exists(): raise FileNotFoundError(f"{fn} not found")
-    try: df = pd.read_csv(fn, dtype=str, encoding='utf-8-sig', keep_default_na=False)
-    except UnicodeDecodeError as e: raise ValueError(f"{fn}: not UTF-8 text (byte {e.start} is {e.object[e.start:e.start+1]!r}); save it as CSV UTF-8") from None
-    except pd.errors.ParserError as e: raise ValueError(f"{fn}: cannot parse as CSV: {e}") from None
-    except pd.errors.EmptyDataError: raise ValueError(f"{fn}: empty file, expected a header line with columns {list(required)}") from None
-    df.columns = [str(c).strip() for c in df.columns]
-    missing = [c for c in required if c not in df.columns]
-    if missing: raise ValueError(f"{fn}: missing column(s) {missing}; found {list(df.columns)}")
-    return df.fillna('').apply(lambda s: s.str.strip())    # a short row leaves NaN in its last columns
+    "`files.read_csv` of a competition CSV, values stripped (a short row leaves NaN in its last columns: empty here)."
+    return read_csv(fn, Path(fn).name, required).fillna('').apply(lambda s: s.str.strip())
 
 def _lines(sel) -> str: return ', '.join(str(i + 2) for i in np.flatnonzero(sel))
 
@@ -302,29 +295,45 @@ def apply_age_policy(df:pd.DataFrame, drop:tuple|None=None, relabel_from:int|Non
     return df.reset_index(drop=True)
 
 # %% ../nbs/02_data.ipynb #08bcd121
+def image_id_problem(iid:str, img_dir:Path) -> str|None:
+    "Why `iid` is not a usable ImageID (a plain file name inside `img_dir`, not a path, not a link leading out), or None."
+    if not iid: return "column 'ImageID' is empty"
+    if iid in ('.', '..') or Path(iid).name != iid or '\\' in iid or Path(iid).is_absolute():
+        return f"column 'ImageID': {iid!r} is not a file name inside {img_dir.name}/ (an ImageID names one image of the eval folder, never a path)"
+    if (img_dir/iid).resolve().parent != img_dir.resolve(): return f"column 'ImageID': {iid!r} is a link leading out of {img_dir}"
+    return None
+
+def _eval_row_problems(df:pd.DataFrame, img_dir:Path, csv:Path) -> list:
+    "Problems of info.csv's rows (bad or duplicated ImageIDs, missing images), by csv line; unusable rows are marked in `df.ok`."
+    probs, dup = [], df.ImageID.duplicated(keep=False)
+    for i, iid in enumerate(df.ImageID):
+        why = image_id_problem(iid, img_dir)
+        if why: probs.append(('bad_image_id' if iid else 'missing_image', i+2, '', iid, why))
+        elif dup[i]: probs.append(('duplicate_image_id', i+2, '', str(img_dir/iid), f"column 'ImageID': {iid!r} appears on {int((df.ImageID==iid).sum())} rows (csv lines {_lines(df.ImageID == iid)})"))
+        elif not (img_dir/iid).is_file(): probs.append(('missing_image', i+2, '', str(img_dir/iid), f"listed in {csv.name} but not in {img_dir}"))
+        else: continue
+        df.loc[i, 'ok'] = False
+    return probs
+
 def read_eval(path, check_images:bool=True, problems:str='raise') -> pd.DataFrame:
     "Read a competition `eval` folder (or its parent) into one row per `info.csv` row, in that order; `problems` is 'raise' or 'return'."
     if problems == 'skip': raise ValueError("read_eval cannot skip rows: a submission needs a prediction for every row of info.csv")
     path = Path(path)
     if (path/'eval').is_dir() and not (path/'info.csv').exists(): path = path/'eval'
     csv, img_dir = path/'info.csv', path/'images'
-    if not img_dir.is_dir(): raise FileNotFoundError(f"{img_dir} not found: expected eval/images/ beside eval/info.csv")
+    if not img_dir.is_dir(): raise FileNotFoundError(f"{img_dir}: not found: expected eval/images/ beside eval/info.csv")
     info = _read_csv(csv, ('ImageID',))
-    df = pd.DataFrame({'ImageID': info['ImageID'], 'path': [str(img_dir/i) for i in info['ImageID']]})
-    probs = []
-    for i, (iid, dup) in enumerate(zip(df.ImageID, df.ImageID.duplicated(keep=False))):
-        if not iid: probs.append(('missing_image', i+2, '', '', "column 'ImageID' is empty"))
-        elif dup: probs.append(('duplicate_image_id', i+2, '', str(img_dir/iid), f"column 'ImageID': {iid!r} appears on {int((df.ImageID==iid).sum())} rows (csv lines {_lines(df.ImageID == iid)})"))
-        elif not (img_dir/iid).is_file(): probs.append(('missing_image', i+2, '', str(img_dir/iid), f"listed in {csv.name} but not in {img_dir}"))
-    ok = ~df.ImageID.duplicated(keep=False) & df.path.map(lambda p: Path(p).is_file())
+    if not len(info): raise ValueError(f"{csv}: no rows: info.csv must list the images to predict")
+    df = pd.DataFrame({'ImageID': info['ImageID'], 'path': [str(img_dir/i) for i in info['ImageID']], 'ok': True})
+    probs = _eval_row_problems(df, img_dir, csv)
     if check_images:
-        info_ = dict(zip(df.path[ok], _image_infos(df.path[ok])))
-        for i, pth in df.path[ok].items():
-            if info_[pth][2]: probs.append(('unreadable_image', i+2, '', pth, info_[pth][2])); ok[i] = False
+        info_ = dict(zip(df.path[df.ok], _image_infos(df.path[df.ok])))
+        for i, pth in df.path[df.ok].items():
+            if info_[pth][2]: probs.append(('unreadable_image', i+2, '', pth, info_[pth][2])); df.loc[i, 'ok'] = False
         df['width'] = df.path.map(lambda p: info_.get(p, (np.nan,))[0])
         df['height'] = df.path.map(lambda p: info_.get(p, (np.nan, np.nan))[1])
     listed = set(df.ImageID)
     extra = [f.name for f in img_dir.iterdir() if not is_junk(f.name) and f.name not in listed]
     if extra: warnings.warn(f"{len(extra)} image(s) in {img_dir} are not listed in {csv.name} and will not be predicted, e.g. {extra[:3]}")
-    return _apply_problem_mode(df[ok].reset_index(drop=True), sorted(probs, key=lambda p: p[1]), str(csv), problems,
+    return _apply_problem_mode(df[df.pop('ok')].reset_index(drop=True), sorted(probs, key=lambda p: p[1]), str(csv), problems,
                                hint=f"A submission needs a prediction for every row of {csv.name}: fix or restore these images (or the csv).")

@@ -264,7 +264,7 @@ def test_harmless_formatting_is_accepted(tmp_path):
 @pytest.mark.parametrize('content,needle', [
     (lambda s: s.replace('age,', 'years,'), "missing column(s) ['age']"),
     (lambda s: s.replace('gender,', ''), "missing column(s) ['gender']"),
-    (lambda s: '', 'empty file'),
+    (lambda s: '', 'empty train.csv'),
 ])
 def test_csv_structure_errors_refuse_in_every_mode(tmp_path, content, needle):
     train = write_tiny_train(tmp_path, PEOPLE, size=(8, 8))
