@@ -378,6 +378,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'mask_fastai.model._cached_weights': ('model.html#_cached_weights', 'mask_fastai/model.py'),
                                    'mask_fastai.model._choices': ('model.html#_choices', 'mask_fastai/model.py'),
                                    'mask_fastai.model._hub_answers': ('model.html#_hub_answers', 'mask_fastai/model.py'),
+                                   'mask_fastai.model._load_weights': ('model.html#_load_weights', 'mask_fastai/model.py'),
                                    'mask_fastai.model._n_features': ('model.html#_n_features', 'mask_fastai/model.py'),
                                    'mask_fastai.model._offline_hint': ('model.html#_offline_hint', 'mask_fastai/model.py'),
                                    'mask_fastai.model._timm_pretrained': ('model.html#_timm_pretrained', 'mask_fastai/model.py'),

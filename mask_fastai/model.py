@@ -12,6 +12,7 @@ import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 import timm
 from fastai.torch_core import params
 from .core import *
+from .files import atomic_path, atomic_write, read_json
 
 # %% auto #0
 __all__ = ['FINE_AGE_STEP_EDGES', 'DEFAULT_ARCH', 'OFFLINE_WEIGHTS', 'combine_task_logits', 'task_log_probs',
@@ -262,29 +263,35 @@ def mask_splitter(model:MaskModel) -> list:
 
 # %% ../nbs/08_model.ipynb #76b0afc2
 def save_mask_model(model:MaskModel, cfg:ModelConfig|None, dirpath) -> Path:
-    "Write `model.safetensors` and `config.json` (`{'model': cfg}`; keeps other keys already there) into `dirpath`."
+    "Write `model.safetensors` and `config.json` (`{'model': cfg}`; keeps other keys already there) into `dirpath`, each file whole or not at all."
     from safetensors.torch import save_model as st_save
     cfg = cfg or model.cfg
     d = Path(dirpath); d.mkdir(parents=True, exist_ok=True)
-    st_save(model, str(d/'model.safetensors'), force_contiguous=True)
+    with atomic_path(d/'model.safetensors') as tmp: st_save(model, str(tmp), force_contiguous=True)
     cf = d/'config.json'
-    meta = json.loads(cf.read_text()) if cf.exists() else {}
-    cf.write_text(json.dumps({**meta, 'model': cfg.to_dict()}, indent=2))
+    meta = read_json(cf, 'run config') if cf.exists() else {}
+    atomic_write(cf, json.dumps({**meta, 'model': cfg.to_dict()}, indent=2))
     return d
+
+def _load_weights(model:MaskModel, fn:Path, cfg:ModelConfig):
+    "Load the safetensors file `fn` into `model`; a `ValueError` naming `fn` when it is cut short, corrupt, or made for another model."
+    from safetensors import SafetensorError
+    from safetensors.torch import load_model as st_load
+    try: st_load(model, str(fn))
+    except SafetensorError as e: raise ValueError(f"{fn}: truncated or corrupt weights file ({fn.stat().st_size} bytes: {e}); train the run again") from None
+    except RuntimeError as e:
+        detail = str(e).strip().splitlines()
+        raise ValueError(f"{fn}: does not fit the model config.json describes ({cfg.arch}, head {cfg.head!r}, age head {cfg.age_head!r}): "
+                         f"were the weights saved from another architecture or config? ({detail[0][:300] if detail else e})") from None
 
 def load_mask_model(dirpath) -> tuple:
     "`(model, cfg)` rebuilt from a `save_mask_model` directory, in eval mode."
-    from safetensors.torch import load_model as st_load
     d = Path(dirpath)
     for f in ('config.json', 'model.safetensors'):
-        if not (d/f).exists(): raise FileNotFoundError(f"{d/f} not found: not a save_mask_model directory")
-    conf = json.loads((d/'config.json').read_text())
-    if 'model' not in conf: raise ValueError(f"{d/'config.json'} has no 'model' key")
+        if not (d/f).exists(): raise FileNotFoundError(f"{d/f}: not found: not a save_mask_model directory")
+    conf = read_json(d/'config.json', 'run config')
+    if not isinstance(conf, dict) or 'model' not in conf: raise ValueError(f"{d/'config.json'}: has no 'model' key: not a saved model's config")
     cfg = ModelConfig.from_dict(conf['model'])
     model = create_mask_model(cfg, pretrained=False)
-    try: st_load(model, str(d/'model.safetensors'))
-    except RuntimeError as e:
-        detail = str(e).strip().splitlines()
-        raise ValueError(f"{d/'model.safetensors'} does not fit the model config.json describes ({cfg.arch}, head {cfg.head!r}, age head {cfg.age_head!r}): "
-                         f"were the weights saved from another architecture or config? ({detail[0][:300] if detail else e})") from None
+    _load_weights(model, d/'model.safetensors', cfg)
     return model.eval(), cfg
