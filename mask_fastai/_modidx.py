@@ -106,6 +106,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                             'mask_fastai/dataloaders.py'),
                                          'mask_fastai.dataloaders.SquishResize.encodes': ( 'dataloaders.html#squishresize.encodes',
                                                                                            'mask_fastai/dataloaders.py'),
+                                         'mask_fastai.dataloaders._cached_stats': ( 'dataloaders.html#_cached_stats',
+                                                                                    'mask_fastai/dataloaders.py'),
                                          'mask_fastai.dataloaders._load_resized': ( 'dataloaders.html#_load_resized',
                                                                                     'mask_fastai/dataloaders.py'),
                                          'mask_fastai.dataloaders.as_hw': ('dataloaders.html#as_hw', 'mask_fastai/dataloaders.py'),

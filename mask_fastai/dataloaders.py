@@ -63,14 +63,22 @@ def decode_min_size(size, factor:int=4) -> tuple:
 def _load_resized(path, hw):
     return np.asarray(load_rgb(path, min_size=(hw[1] * 2, hw[0] * 2)).resize((hw[1], hw[0]), Image.BILINEAR), dtype=np.float64) / 255.
 
+def _cached_stats(fn:Path) -> tuple|None:
+    "`(mean, std)` from a stats cache entry, or None if it is missing or cannot be read (then it is computed again)."
+    try:
+        d = json.loads(fn.read_text())
+        mean, std = [float(v) for v in d['mean']], [float(v) for v in d['std']]
+        return (mean, std) if len(mean) == len(std) == 3 else None
+    except (OSError, ValueError, KeyError, TypeError): return None
+
 def image_stats(paths, size=(128, 96), max_images:int=2000, cache:bool=True, seed:int=0) -> tuple:
     "Per-channel `(mean, std)` (lists of 3 floats in 0..1) of up to `max_images` of `paths` resized to `size`."
     hw, paths = as_hw(size), sorted(map(str, paths))
     if not paths: raise ValueError("image_stats needs at least one image")
     key = hashlib.sha1(json.dumps([paths, hw, max_images, seed, 'load_rgb']).encode()).hexdigest()[:16]
     fn = cache_dir('stats', f'{key}.json')
-    if cache and fn.exists(): 
-        d = json.loads(fn.read_text()); return d['mean'], d['std']
+    cached = _cached_stats(fn) if cache else None
+    if cached: return cached
     if len(paths) > max_images: paths = list(np.random.default_rng(seed).choice(paths, max_images, replace=False))
     s, s2, n = np.zeros(3), np.zeros(3), 0
     for p in paths:
