@@ -22,7 +22,7 @@ def test_train_predict_score(setup):
     tmp, env, data = setup
     run('train', '--data', data, '--out', tmp/'run', '--mix', 'half_cutmix', *TINY, '--wandb', 'offline', env=env)   # the default wandb mode
     files = sorted(f.name for f in (tmp/'run').iterdir() if f.is_file())
-    assert files == ['config.json', 'history.csv', 'metrics.json', 'model.safetensors', 'valid_probs.csv']
+    assert files == ['config.json', 'history.csv', 'metrics.json', 'model.safetensors', 'split.json', 'valid_probs.csv']
     m = json.loads((tmp/'run'/'metrics.json').read_text())
     assert m['epochs_run'] == 2 and 0 <= m['f1_macro'] <= 1 and m['valid_people'] == 2
     conf = json.loads((tmp/'run'/'config.json').read_text())

@@ -18,7 +18,7 @@ def test_two_process_training(tmp_path):
     assert m['epochs_run'] == 2 and m['valid_images'] == 14 and 0 <= m['f1_macro'] <= 1
     hist = pd.read_csv(out/'history.csv')
     assert hist.epoch.tolist() == [0, 1]                           # one writer: no duplicated rows
-    assert sorted(f.name for f in out.iterdir() if f.is_file()) == ['config.json', 'history.csv', 'metrics.json', 'model.safetensors', 'valid_probs.csv']
+    assert sorted(f.name for f in out.iterdir() if f.is_file()) == ['config.json', 'history.csv', 'metrics.json', 'model.safetensors', 'split.json', 'valid_probs.csv']
     assert len(list((out/'wandb').glob('offline-run-*'))) == 1      # one wandb run, from rank 0
     vp = pd.read_csv(out/'valid_probs.csv')
     assert len(vp) == 14 and not vp.isna().any().any()             # gathered from both processes, in order, no padding
