@@ -42,11 +42,13 @@ def aug_pipeline(recipe='default', seed:int|None=None) -> A.Compose:
 # %% ../nbs/06_augment.ipynb #11d0b24f
 class AlbumentationsTransform(DisplayedTransform):
     "Apply an albumentations pipeline to `PILImage`s of the training split only."
-    split_idx, order = 0, 5
+    split_idx, order = 0, 2   # after the resize (order 1), before fastai's `ToTensor` (order 5): it must see the PIL image
     def __init__(self, recipe='default'):
         self.aug = aug_pipeline(recipe)
 
     def encodes(self, img:PILImage):
         if not len(self.aug.transforms): return img
-        self.aug.set_random_seed(int(torch.randint(0, 2**31, ()).item()))
+        seed = int(torch.randint(0, 2**31 - len(self.aug.transforms) - 1, ()).item())
+        self.aug.set_random_seed(seed)
+        for i, t in enumerate(self.aug.transforms): t.set_random_seed(seed + 1 + i)   # one seed for all would fire every step together
         return PILImage.create(self.aug(image=np.asarray(img))['image'])

@@ -32,7 +32,9 @@ def person_folds(df:pd.DataFrame, n_splits:int=5, seed:int=42) -> pd.DataFrame:
 def person_holdout(df:pd.DataFrame, valid_pct:float=0.2, seed:int=42) -> pd.DataFrame:
     "Copy of `df` with a boolean `is_valid` column holding out about `valid_pct` of the people, stratified."
     if not 0 < valid_pct < 1: raise ValueError(f"valid_pct must be in (0, 1), got {valid_pct}")
-    df = person_folds(df, n_splits=max(2, round(1 / valid_pct)), seed=seed)
+    k, n = max(2, round(1 / valid_pct)), df['person'].nunique()
+    if n < k: raise ValueError(f"{n} people are too few to hold out {valid_pct:.0%} of them by person (at least {k} needed): add people or raise --valid-pct")
+    df = person_folds(df, n_splits=k, seed=seed)
     return df.assign(is_valid=df.pop('fold') == 0)
 
 def set_fold(df:pd.DataFrame, fold:int) -> pd.DataFrame:
