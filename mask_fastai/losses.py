@@ -30,7 +30,7 @@ class FocalLossLS(Module):
 # %% ../nbs/09_losses.ipynb #28bb8de3
 def _as_labels(labels) -> torch.Tensor:
     "18-class labels as a 1-d long tensor; a `ValueError` for anything outside `0..N_CLASSES-1`."
-    t = torch.as_tensor(np.asarray(labels))
+    t = torch.as_tensor(np.array(labels))   # a copy: pandas hands out read-only arrays
     if t.is_floating_point() and not (t == t.round()).all(): raise ValueError("labels must be integer class ids")
     t = t.long().flatten()
     bad = ((t < 0) | (t >= N_CLASSES)).nonzero().flatten()

@@ -8,9 +8,7 @@ import html, json
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as F
-import matplotlib
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt
+import matplotlib.pyplot as plt   # figures are saved with `fig.savefig` and closed: any backend works, notebooks keep theirs
 from PIL import Image
 from sklearn.manifold import TSNE
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
