@@ -95,7 +95,9 @@ def _predict_args(p):
 def cmd_predict(args):
     "Predict every eval image in info.csv order into a submission and its probability file."
     from mask_fastai.inference import predict_folder, probs_path, run_dirs
+    from mask_fastai.data import read_eval
     out = Path(args.out)
+    read_eval(args.data)   # the data's problems first: they name the rows to fix
     inputs = [Path(args.data)/'eval'/'info.csv', *([args.offsets] if args.offsets else [])]
     inputs += [d/f for d in run_dirs(args.models) for f in ('config.json', 'model.safetensors')]
     check_outputs([out, probs_path(out)], inputs, args.force)

@@ -30,12 +30,13 @@ def _flat(r:dict) -> dict:
     for v, s in (r.get('eval') or {}).items(): row.update({f'{v}_{k}': x for k, x in s.items()})
     return row
 
-def bench_table(names=None, fn=None, mean_seeds:bool=False) -> pd.DataFrame:
-    "Budget records as a table (one row per recipe and seed, or per recipe with `mean_seeds`), in the order of `names` (default: all, as recorded)."
+def bench_table(names=None, fn=None, mean_seeds:bool=False, missing:str='raise') -> pd.DataFrame:
+    "Budget records as a table (one row per recipe and seed, or per recipe with `mean_seeds`), in the order of `names` (default: all, as recorded); recipes without a record raise, or with `missing='note'` are named in one printed line."
     df = pd.DataFrame([_flat(r) for r in read_records(fn)])
     if names is not None:
-        missing = [n for n in names if n not in set(df.get('name', []))]
-        if missing: raise KeyError(f"no benchmark record named {missing}: run bench/budget.py for them")
+        absent = [n for n in names if n not in set(df.get('name', []))]
+        if absent and missing == 'raise': raise KeyError(f"no benchmark record named {absent}: run bench/budget.py for them")
+        if absent: print(f"not measured yet: {', '.join(absent)} (bench/budget.py writes these records)")
         df = df[df.name.isin(names)].assign(_o=lambda d: d.name.map({n: i for i, n in enumerate(names)})).sort_values(['_o', 'seed']).drop(columns='_o')
     if mean_seeds:
         num = df.select_dtypes('number').columns.drop('seed', errors='ignore')

@@ -82,7 +82,7 @@ def read_probs(fn, info:pd.DataFrame|None=None, id_col:str='ImageID') -> pd.Data
     if info is not None:
         same = df.ImageID.to_numpy() == info.ImageID.to_numpy() if len(df) == len(info) else None
         if same is None: raise ValueError(f"{fn}: {len(df)} rows, info.csv has {len(info)}: not a prediction of this eval folder")
-        if not same.all(): raise _bad_line(fn, same, f"ImageID is not info.csv's in that row ({info.ImageID.iloc[int(np.flatnonzero(~same)[0])]!r}); the rows must follow info.csv")
+        if not same.all(): raise _bad_line(fn, same, f"ImageID is not info.csv's in that row ({info.ImageID.iloc[int(np.flatnonzero(~same)[0])]!r}); the rows must be in info.csv's order")
     return df
 
 # %% ../nbs/18_inference.ipynb #f5d971f9

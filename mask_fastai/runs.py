@@ -83,6 +83,7 @@ def write_valid_probs(df:pd.DataFrame, probs:torch.Tensor, targs:torch.Tensor, f
     vp = pd.concat([valid[[c for c in VALID_COLS if c in valid]], pd.DataFrame(probs.numpy(), columns=PROB_COLS)], axis=1)
     atomic_write(fn, vp.to_csv(index=False, float_format='%.6f'))
 
+# %% ../nbs/17_runs.ipynb #64930d11
 def _run_learner(cfg:TrainConfig, df, out:Path, rank:int, progress:bool, quiet:bool, resume:bool, cbs) -> tuple:
     "The learner of a run with its history (and wandb, on rank 0); `(learn, wandb callbacks)`."
     dls = rank0_first(run_dataloaders, df, cfg)          # rank 0 computes the normalisation statistics, the others read them

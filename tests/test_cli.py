@@ -3,6 +3,7 @@ import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import pandas as pd, pytest
 from mask_fastai.demo import make_demo_data
+from mask_fastai.core import PROB_COLS
 
 def run(*args, env, check=True):
     r = subprocess.run(['mask-fastai', *map(str, args)], capture_output=True, text=True, env=env, timeout=600)
@@ -32,7 +33,7 @@ def test_train_predict_score(setup):
     sub, info = pd.read_csv(tmp/'sub.csv'), pd.read_csv(data/'eval'/'info.csv')
     assert sub.ImageID.tolist() == info.ImageID.tolist() and sub.ans.between(0, 17).all()
     probs = pd.read_csv(tmp/'sub.probs.csv')
-    assert probs.shape == (len(info), 19) and (probs.iloc[:, 1:].sum(axis=1) - 1).abs().max() < 1e-3
+    assert probs.shape == (len(info), 20) and (probs[PROB_COLS].sum(axis=1) - 1).abs().max() < 1e-3
 
     r = run('score', tmp/'sub.csv', data/'answers'/'eval_labels.csv', env=env)
     s = json.loads(r.stdout)
