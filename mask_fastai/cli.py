@@ -12,7 +12,8 @@ from .files import check_outputs, os_error_message, is_disk_full
 
 # %% auto #0
 __all__ = ['COMMANDS', 'DEMO_DEFAULTS', 'command', 'build_parser', 'cmd_train', 'cmd_predict', 'cmd_vote', 'cmd_tune',
-           'cmd_score', 'people_table', 'cmd_info', 'cmd_report', 'cmd_mislabels', 'cmd_demo', 'main', 'error_message']
+           'cmd_score', 'cmd_runs', 'people_table', 'cmd_info', 'cmd_report', 'cmd_mislabels', 'cmd_demo', 'main',
+           'error_message']
 
 # %% ../nbs/25_cli.ipynb #dc5c818a
 COMMANDS = {}
@@ -165,6 +166,28 @@ def cmd_score(args):
     "Macro F1 over the 18 classes, accuracy, and per-task scores of a submission."
     from mask_fastai.metrics import score_submission
     print(json.dumps(score_submission(args.submission, args.answers), indent=2))
+
+def _runs_args(p):
+    p.add_argument('dirs', nargs='+', metavar='DIR', help='run or k-fold folders, or folders holding them (e.g. runs/)')
+    p.add_argument('--key', default=None, metavar='CSV', help='answer key (ImageID,ans): also score the submissions saved in each run folder')
+    p.add_argument('--sort', default='valid_f1', help='column to sort by, best first (default: valid_f1)')
+    p.add_argument('--plot', default=None, metavar='PNG', help='also draw macro F1 against training minutes into this image')
+    p.add_argument('--csv', default=None, metavar='FILE', help='also write the table as CSV')
+    p.add_argument('--force', action='store_true', help='overwrite --plot and --csv')
+
+@command('runs', 'one table of run and k-fold folders: what differs, scores, time', _runs_args)
+def cmd_runs(args):
+    "The settings that differ between run folders, their validation (with `--key`, eval) macro F1 and minutes."
+    from mask_fastai.compare import runs_table, plot_runs
+    from mask_fastai.files import atomic_write, atomic_path
+    check_outputs([f for f in (args.plot, args.csv) if f], [args.key] if args.key else [], args.force)
+    df = runs_table(args.dirs, key=args.key, sort=args.sort)
+    print(df.to_string(index=False, max_colwidth=60))
+    if args.csv: atomic_write(args.csv, df.to_csv(index=False))
+    if args.plot:
+        with atomic_path(args.plot) as tmp: plot_runs(df).figure.savefig(tmp, format='png', dpi=80, bbox_inches='tight')
+        print(f"wrote {args.plot}")
+
 
 # %% ../nbs/25_cli.ipynb #a5e921bd
 def people_table(people):
