@@ -12,8 +12,8 @@ from .core import *
 from .model import ModelConfig, check_choices
 
 # %% auto #0
-__all__ = ['MIXES', 'LEGACY_MIX', 'NONE_WORDS', 'TrainConfig', 'cli_kwargs', 'config_fields', 'add_config_args',
-           'config_from_args']
+__all__ = ['MIXES', 'LEGACY_MIX', 'NONE_WORDS', 'PRESETS', 'TrainConfig', 'cli_kwargs', 'config_fields', 'preset_settings',
+           'add_config_args', 'config_from_args']
 
 # %% ../nbs/13_config.ipynb #7cab3e54
 MIXES = ('none', 'cutmix', 'half_cutmix', 'same_label_cutmix', 'mixup')   # the image-mixing callbacks of `mixing`
@@ -23,6 +23,7 @@ LEGACY_MIX = {'random': 'cutmix', 'half': 'half_cutmix', 'same': 'same_label_cut
 @dataclass
 class TrainConfig(ModelConfig):
     "Settings of one training run: the model's (`ModelConfig`), the data's and the optimisation's; all JSON-serialisable."
+    preset: Literal['quick', 'cpu30', 'gpu']|None = None  # named recipe under the flags given: quick (demo, CI), cpu30 (best within 30 CPU minutes), gpu
     data: str|None = None  # competition folder holding train/ (and eval/); default: the demo set
     out: str = 'runs/latest'  # run folder for the model, metrics.json and history.csv
     fine_age_weight: float = 1.0  # with age_head fine: weight of the loss on the 5-year bins of the true ages
@@ -126,6 +127,19 @@ def config_fields(cls=None) -> tuple:
     hints = typing.get_type_hints(cls)
     return tuple((f.name, hints[f.name], f.default, helps.get(f.name)) for f in fields(cls))
 
+# %% ../nbs/13_config.ipynb #99a89242
+PRESETS = {
+    'quick': dict(size=(64, 48), epochs=3, bs=32, lr=3e-3),
+    'cpu30': dict(epochs=8),
+    'gpu':   dict(arch='tf_efficientnet_lite2', size=(320, 240), epochs=15, bs=64, mix='half_cutmix', age_relabel_from=58),
+}
+
+def preset_settings(name:str|None) -> dict:
+    "The settings of preset `name` (`{}` for None), with the name itself."
+    if name is None: return {}
+    if name not in PRESETS: raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    return dict(PRESETS[name], preset=name)
+
 # %% ../nbs/13_config.ipynb #937f29ee
 def _shown(v) -> str: return ' '.join(map(str, v)) if isinstance(v, (tuple, list)) else str(v).lower() if v is None else str(v)
 
@@ -141,7 +155,8 @@ def _as_value(v):
     return v
 
 def config_from_args(args, cls=None, defaults:dict|None=None):
-    "The config (`cls`, default `TrainConfig`) of parsed `args`: the flags given, over `defaults`, over the dataclass's own defaults."
+    "The config (`cls`, default `TrainConfig`) of parsed `args`: the flags given, over a `--preset`'s settings, over `defaults`, over the dataclass's own defaults."
     cls = cls or TrainConfig
     given = {f.name: _as_value(getattr(args, f.name)) for f in fields(cls) if hasattr(args, f.name)}
-    return cls.from_dict({**(defaults or {}), **given})
+    base = {**(defaults or {})}
+    return cls.from_dict({**base, **preset_settings(given.get('preset', base.get('preset'))), **given})

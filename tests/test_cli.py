@@ -210,3 +210,28 @@ def test_cli_bad_inputs(setup):
     assert sorted(sk.path) == sorted([str(imgs[0]), str(imgs[9])])
     m = json.loads((tmp/'skipped'/'metrics.json').read_text())
     assert m['train_images'] + m['valid_images'] == 68
+
+def test_presets_train_end_to_end(setup):
+    "The GPU preset cannot be timed here, but it runs end to end on a CPU at toy scale; config.json records the preset and what it resolved to."
+    tmp, env, data = setup
+    run('train', '--data', data, '--out', tmp/'gpu', '--preset', 'gpu', *TINY, env=env)
+    conf = json.loads((tmp/'gpu'/'config.json').read_text())
+    t = conf['train']
+    assert (t['preset'], t['arch'], t['mix'], t['age_relabel_from'], t['size'], t['epochs']) == ('gpu', 'tf_efficientnet_lite2', 'half_cutmix', 58, [32, 24], 1)
+    run('predict', '--data', data, '--models', tmp/'gpu', '--out', tmp/'gpu'/'sub.csv', '--quiet', env=env)
+    r = run('train', '--data', data, '--preset', 'fast', env=env, check=False)
+    assert r.returncode == 2 and 'choose one of quick, cpu30, gpu' in r.stderr
+
+def test_runs_table_of_real_runs(setup):
+    "`runs` over real run folders from tiny trainings: one row each, the differing settings, eval scores with the key, a plot."
+    tmp, env, data = setup
+    for name, extra in (('r_ce', ['--loss', 'ce']), ('r_focal', [])):
+        run('train', '--data', data, '--out', tmp/'runs'/name, *TINY, *extra, env=env)
+        run('predict', '--data', data, '--models', tmp/'runs'/name, '--out', tmp/'runs'/name/'sub.csv', '--quiet', env=env)
+    r = run('runs', tmp/'runs', '--key', data/'answers'/'eval_labels.csv', '--sort', 'eval_sub', '--csv', tmp/'runs.csv', '--plot', tmp/'runs.png', env=env)
+    t = pd.read_csv(tmp/'runs.csv')
+    assert sorted(Path(p).name for p in t.run) == ['r_ce', 'r_focal'] and 'loss' in t and 'epochs' not in t
+    assert t.finished.all() and t.eval_sub.between(0, 1).all() and t.eval_sub.is_monotonic_decreasing
+    assert (tmp/'runs.png').stat().st_size > 1000 and 'r_ce' in r.stdout
+    r = run('runs', tmp/'runs', '--csv', tmp/'runs.csv', env=env, check=False)
+    assert r.returncode != 0 and 'runs.csv' in r.stderr and '--force' in r.stderr
