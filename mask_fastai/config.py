@@ -12,12 +12,19 @@ from .core import *
 from .model import ModelConfig, check_choices
 
 # %% auto #0
-__all__ = ['MIXES', 'LEGACY_MIX', 'NONE_WORDS', 'PRESETS', 'TrainConfig', 'cli_kwargs', 'config_fields', 'preset_settings',
-           'add_config_args', 'config_from_args']
+__all__ = ['MIXES', 'LEGACY_MIX', 'NONE_WORDS', 'PRESETS', 'renamed_legacy_settings', 'TrainConfig', 'cli_kwargs',
+           'config_fields', 'preset_settings', 'add_config_args', 'config_from_args']
 
 # %% ../nbs/13_config.ipynb #7cab3e54
 MIXES = ('none', 'cutmix', 'half_cutmix', 'same_label_cutmix', 'mixup')   # the image-mixing callbacks of `mixing`
 LEGACY_MIX = {'random': 'cutmix', 'half': 'half_cutmix', 'same': 'same_label_cutmix'}   # values of the old `cutmix` setting in saved runs
+
+def renamed_legacy_settings(d:dict) -> dict:
+    "Copy of a saved config with the old `cutmix` and `cutmix_p` settings renamed to `mix` and `mix_p`."
+    d = dict(d)
+    if 'cutmix' in d: d['mix'] = LEGACY_MIX.get(old := d.pop('cutmix'), old)
+    if 'cutmix_p' in d: d['mix_p'] = d.pop('cutmix_p')
+    return d
 
 # %% ../nbs/13_config.ipynb #f56c89c7
 @dataclass
@@ -75,11 +82,7 @@ class TrainConfig(ModelConfig):
     @classmethod
     def from_dict(cls, d:dict) -> TrainConfig:
         "Config from `to_dict` output (lists become tuples); unknown keys are an error; runs saved with the old `cutmix` setting still load."
-        d = dict(d)
-        if 'cutmix' in d: d['mix'] = LEGACY_MIX.get(d['cutmix'], d.pop('cutmix'))
-        d.pop('cutmix', None)
-        if 'cutmix_p' in d: d['mix_p'] = d.pop('cutmix_p')
-        return super().from_dict.__func__(cls, d)
+        return super().from_dict.__func__(cls, renamed_legacy_settings(d))
 
 # %% ../nbs/13_config.ipynb #dd211632
 NONE_WORDS = ('none', 'off', 'find', '')
