@@ -133,7 +133,7 @@ def config_fields(cls=None) -> tuple:
 # %% ../nbs/13_config.ipynb #99a89242
 PRESETS = {
     'quick': dict(size=(64, 48), epochs=3, bs=32, lr=3e-3),
-    'cpu30': dict(epochs=8),
+    'cpu30': dict(epochs=5, mix='half_cutmix'),   # measured: half-5ep, 2 seeds (README, bench/results.jsonl)
     'gpu':   dict(arch='tf_efficientnet_lite2', size=(320, 240), epochs=15, bs=64, mix='half_cutmix', age_relabel_from=58),
 }
 

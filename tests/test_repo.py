@@ -96,3 +96,37 @@ def test_test_fixtures_live_in_test_utils():
     assert not elsewhere, elsewhere
     used = [n for n, p in lib_modules().items() if n != 'test_utils' and 'test_utils' in imports_of(p)]
     assert not used, f'library modules must not import test_utils: {used}'
+
+
+# Notebooks ship executed (issue: the course): what a reader sees on GitHub is what the code printed and drew
+SKIP_FLAGS = ('notest', 'slow', 'cuda')   # cells gated by tst_flags are not run by nbdev-test; `eval: false` is not allowed on code
+
+def notebooks():
+    return sorted(p for p in (ROOT/'nbs').rglob('*.ipynb') if '.ipynb_checkpoints' not in p.parts)
+
+def gated(src:str) -> bool:
+    return any(re.match(rf'#\|\s*({"|".join(SKIP_FLAGS)})\b', l.strip()) for l in src.splitlines())
+
+FIGURE_CALLS = ('plt.subplots(', 'show_batch(', 'show_results(', 'plot_top_losses(', 'lr_find(', '.plot(')
+
+def draws(src:str) -> bool:
+    "A cell that runs (not an export definition, not gated) and calls a plotting function."
+    if gated(src) or re.search(r'^#\|\s*export', src, re.M) or 'show_plot=False' in src: return False
+    return any(f in src for f in FIGURE_CALLS)
+
+def test_every_notebook_is_committed_executed_with_outputs():
+    "`nbdev-clean` drops execution counts but keeps outputs: every notebook shows something, every figure cell its figure."
+    silent, blank = [], []
+    for nb in notebooks():
+        cells = [c for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'code']
+        if cells and not any(c.get('outputs') for c in cells): silent.append(str(nb.relative_to(ROOT)))
+        blank += [f'{nb.relative_to(ROOT)} cell {i}' for i, c in enumerate(cells) if not c.get('outputs')
+                  and draws(''.join(c['source']))]
+    assert not silent, f'notebooks without a single output (run `nbdev-test --save` on them): {silent}'
+    assert not blank, f'figure cells committed without their figure: {blank[:10]}'
+
+def test_notebooks_stay_small():
+    total = sum(p.stat().st_size for p in notebooks())
+    assert total < 15_000_000, f'nbs/ notebooks hold {total/1e6:.1f} MB (at most 15 MB: smaller figures, lower dpi)'
+    big = [f'{p.relative_to(ROOT)}: {p.stat().st_size // 1000} KB' for p in notebooks() if p.stat().st_size > 1_000_000]
+    assert not big, big
