@@ -1,14 +1,11 @@
-"The `mask-fastai` console script end to end on tiny demo data (subprocesses, as a user runs it)."
+"The `mask-fastai` commands end to end on tiny demo data (through `cli.main`; the first test and kill-and-resume run the console script itself)."
 import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import pandas as pd, pytest
 from mask_fastai.demo import make_demo_data
 from mask_fastai.core import PROB_COLS
+from cli_run import run
 
-def run(*args, env, check=True):
-    r = subprocess.run(['mask-fastai', *map(str, args)], capture_output=True, text=True, env=env, timeout=600)
-    if check: assert r.returncode == 0, r.stdout + r.stderr
-    return r
 
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory):
@@ -21,7 +18,7 @@ TINY = ['--size', '32', '24', '--epochs', '1', '--freeze-epochs', '1', '--bs', '
 
 def test_train_predict_score(setup):
     tmp, env, data = setup
-    run('train', '--data', data, '--out', tmp/'run', '--mix', 'half_cutmix', *TINY, '--wandb', 'offline', env=env)   # the default wandb mode
+    run('train', '--data', data, '--out', tmp/'run', '--mix', 'half_cutmix', *TINY, '--wandb', 'offline', env=env, subprocess=True)   # the console script, with the default wandb mode
     files = sorted(f.name for f in (tmp/'run').iterdir() if f.is_file())
     assert files == ['config.json', 'history.csv', 'metrics.json', 'model.safetensors', 'split.json', 'valid_probs.csv']
     m = json.loads((tmp/'run'/'metrics.json').read_text())
@@ -35,7 +32,7 @@ def test_train_predict_score(setup):
     probs = pd.read_csv(tmp/'sub.probs.csv')
     assert probs.shape == (len(info), 20) and (probs[PROB_COLS].sum(axis=1) - 1).abs().max() < 1e-3
 
-    r = run('score', tmp/'sub.csv', data/'answers'/'eval_labels.csv', env=env)
+    r = run('score', tmp/'sub.csv', data/'answers'/'eval_labels.csv', env=env, subprocess=True)
     s = json.loads(r.stdout)
     assert s['n'] == len(info) and 0 <= s['f1_macro'] <= 1
 
@@ -184,11 +181,11 @@ def test_cli_bad_inputs(setup):
     "Wrong folders, unknown archs, foreign weights and bad images give one clear message (no traceback); --skip-bad trains on the rest."
     import shutil
     tmp, env, data = setup
-    def fails(*args):
-        r = run(*args, env=env, check=False)
+    def fails(*args, **kw):
+        r = run(*args, env=env, check=False, **kw)
         assert r.returncode != 0 and 'Traceback' not in r.stderr, r.stderr[-2000:]
         return r.stderr
-    assert 'train/images' in fails('train', '--data', tmp/'nowhere', '--out', tmp/'x1', *TINY)
+    assert 'train/images' in fails('train', '--data', tmp/'nowhere', '--out', tmp/'x1', *TINY, subprocess=True)   # the console script's own stderr
     (tmp/'no_eval').mkdir(exist_ok=True)
     assert 'info.csv' in fails('predict', '--data', tmp/'no_eval', '--models', tmp/'run', '--out', tmp/'x.csv')
     assert 'did you mean' in fails('train', '--data', data, '--out', tmp/'x2', '--arch', 'efficientnet_lite9', *TINY)

@@ -7,13 +7,10 @@ import contextlib, errno, hashlib, json, os, resource, shutil, signal, subproces
 from pathlib import Path
 import pandas as pd, pytest
 from mask_fastai.demo import make_demo_data
+from cli_run import run
 
 TINY = ['--size', '32', '24', '--epochs', '1', '--bs', '16', '--num-workers', '0', '--wandb', 'off', '--quiet']
 
-def run(*args, env, check=True, preexec_fn=None):
-    r = subprocess.run(['mask-fastai', *map(str, args)], capture_output=True, text=True, env=env, timeout=600, preexec_fn=preexec_fn)
-    if check: assert r.returncode == 0, r.stdout + r.stderr
-    return r
 
 def fails(*args, env, preexec_fn=None) -> str:
     "The one-line error of a command that must fail."

@@ -1,0 +1,31 @@
+"""Run `mask-fastai` commands from the tests.
+
+Most calls go through `mask_fastai.cli.main` in this process: the same entry point the console script calls, with the
+same exit codes and the same stderr, without paying Python's start-up and the torch/timm/fastai imports again for each
+of the ~90 commands the tests run (about 5 s each on the 2-core CI machine). A command that must be its own process
+(a resource limit, a signal, the installed console script itself) passes `subprocess=True` or `preexec_fn`."""
+import contextlib, io, os, subprocess as sp, sys, traceback, warnings
+from unittest import mock
+
+def _in_process(argv, env):
+    "Exit code, stdout and stderr of `main(argv)` under `env`, as the console script would give them."
+    from mask_fastai.cli import main
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    with mock.patch.dict(os.environ, env, clear=True), warnings.catch_warnings(), \
+         contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try: main(argv)
+        except SystemExit as e:
+            if isinstance(e.code, str): print(e.code, file=sys.stderr); code = 1
+            else: code = e.code or 0
+        except BaseException:   # what would reach the user as a traceback
+            traceback.print_exc(); code = 1
+    return sp.CompletedProcess(['mask-fastai', *argv], code, out.getvalue(), err.getvalue())
+
+def run(*args, env, check=True, preexec_fn=None, subprocess=False):
+    "Run `mask-fastai *args`; with `check`, assert it succeeded."
+    argv = [str(a) for a in args]
+    if subprocess or preexec_fn:
+        r = sp.run(['mask-fastai', *argv], capture_output=True, text=True, env=env, timeout=600, preexec_fn=preexec_fn)
+    else: r = _in_process(argv, env)
+    if check: assert r.returncode == 0, r.stdout + r.stderr
+    return r
