@@ -507,7 +507,8 @@ def demo_data(dest=None, n_train:int=100, n_eval:int=40, size:tuple=(384, 512), 
     if dest is None: dest = cache_dir()/'demo'/hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
     dest = Path(dest).expanduser()
     if is_demo_complete(dest, params): return dest
-    try: return make_demo_data(dest, n_train, n_eval, size, seed, junk, overwrite=True, n_workers=n_workers)
-    except OSError:   # another process may have just finished the same dataset
+    from filelock import FileLock   # (a torch dependency) processes asking at once: one generates, the others wait, none replaces a set in use
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(dest.parent/f'.{dest.name}.lock')):
         if is_demo_complete(dest, params): return dest
-        raise
+        return make_demo_data(dest, n_train, n_eval, size, seed, junk, overwrite=True, n_workers=n_workers)

@@ -53,7 +53,8 @@ def cuda_or_cpu() -> str:
 @lru_cache(maxsize=4)
 def _mtcnn(device:str, min_face_size:int, thresholds:tuple):
     from facenet_pytorch import MTCNN
-    return MTCNN(select_largest=False, keep_all=True, min_face_size=min_face_size, thresholds=list(thresholds), device=device)
+    with torch.random.fork_rng(devices=[]):   # its layers start random before its weights load: a seeded run must not depend on a cold or warm crop cache
+        return MTCNN(select_largest=False, keep_all=True, min_face_size=min_face_size, thresholds=list(thresholds), device=device)
 
 @contextlib.contextmanager
 def torch_threads(n:int|None):

@@ -37,3 +37,14 @@ def test_base_renders_are_unchanged():
 def test_photos_are_unchanged():
     ppl = _people()
     assert tuple(_sha(person_photos(p, (96, 128))[s] for s in STEMS) for p in ppl[:2]) == PHOTOS
+
+def test_processes_asking_at_once_share_one_demo_set(tmp_path):
+    "Notebooks run in parallel (`nbdev-test --n-workers 2`) ask for the same demo set: one generates it, the other waits; nobody replaces a set in use."
+    import os, subprocess, sys
+    code = ("import os, sys; from mask_fastai.demo import demo_data; "
+            "d = demo_data(n_train=8, n_eval=2, size=(48, 64)); print(os.stat(d).st_ino, len(list(d.rglob('*.jpg'))))")
+    env = {**os.environ, 'MASK_FASTAI_CACHE': str(tmp_path)}
+    procs = [subprocess.Popen([sys.executable, '-c', code], env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0].split() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert outs[0] == outs[1] and int(outs[0][1]) == (8 + 2) * 7   # the same folder, still there, complete
