@@ -15,7 +15,7 @@ import argparse, json, os, resource, subprocess, sys, time
 from pathlib import Path
 from common import ROOT, MASKBENCH as DATA, RECORDS, rel, append_record
 
-BASELINE = ['--size', '128', '96', '--crop', 'false', '--aug', 'none']
+BASELINE = ['--size', '128', '96', '--crop', 'false', '--aug', 'none', '--age-relabel-from', 'none']
 
 def cli(*args, capture=False) -> tuple:
     "Run `mask-fastai ARGS` with this interpreter; `(wall s, cpu s, stdout)`."

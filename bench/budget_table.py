@@ -14,14 +14,14 @@ BASELINE_IMG_S, TRAIN_IMAGES = 35, 3920   # its train speed here, and one epoch 
 COLS = {'plain_f1_macro': 'eval F1', 'tta+pool_f1_macro': 'eval F1, TTA + pooling', 'valid_f1_macro': 'valid F1', 'cpu_min_2core': 'CPU-min (2 cores)'}
 
 def budget_summary() -> 'pd.DataFrame':
-    "One row per budget recipe: its flags, the number of seeds, and the mean of each score over them, by compute."
+    "One row per budget recipe: its flags against today's defaults, the number of seeds, and the mean of each score over them, by compute."
     t = bench_table().query("bench == 'budget'")
     g = t.groupby('name', sort=False)
-    s = g[list(COLS)].mean().round(3).assign(seeds=g.seed.nunique(), flags=g.flags.first())
+    s = g[list(COLS)].mean().round(3).assign(seeds=g.seed.nunique(), flags=g.flags.first())   # flags against today's defaults
     return s.sort_values('cpu_min_2core')
 
 def markdown(s) -> str:
-    rows = ['| recipe | flags (`mask-fastai train`) | seeds | ' + ' | '.join(COLS.values()) + ' |', '|---|---|---|' + '---|' * len(COLS)]
+    rows = ['| recipe | flags (`mask-fastai train`, against today\'s defaults) | seeds | ' + ' | '.join(COLS.values()) + ' |', '|---|---|---|' + '---|' * len(COLS)]
     rows += [f'| {n} | `{r["flags"]}` | {r.seeds} | ' + ' | '.join(f'{r[c]:.3f}' if c != 'cpu_min_2core' else f'{r[c]:.1f}' for c in COLS) + ' |' for n, r in s.iterrows()]
     rows += [f'| {n} | | | {f1:.2f} | | | {ep * TRAIN_IMAGES / BASELINE_IMG_S / 60:.1f} |' for n, (f1, ep) in BASELINE.items()]
     return '\n'.join(rows)

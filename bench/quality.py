@@ -26,7 +26,7 @@ def main():
     a = p.parse_args()
     out = Path(a.out)
     train = ['train', '--data', a.data, '--out', out, '--force', '--epochs', a.epochs, '--wandb', 'off', '--quiet']
-    if a.baseline_settings: train += ['--size', '128', '96', '--crop', 'false', '--aug', 'none']
+    if a.baseline_settings: train += ['--size', '128', '96', '--crop', 'false', '--aug', 'none', '--age-relabel-from', 'none']
     t_train = sh(*train, *a.extra)
     sub = out/'eval_submission.csv'
     t_pred = sh('predict', '--data', a.data, '--models', out, '--out', sub, '--force', '--quiet', *(['--tta'] if a.tta else []))

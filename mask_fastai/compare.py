@@ -10,8 +10,8 @@ import numpy as np, pandas as pd
 from .files import read_json
 
 # %% auto #0
-__all__ = ['KEY_SETTINGS', 'records_file', 'read_records', 'bench_table', 'run_folders', 'run_settings', 'eval_scores', 'run_row',
-           'differing', 'runs_table', 'plot_runs']
+__all__ = ['RUN_ONLY', 'KEY_SETTINGS', 'records_file', 'read_records', 'flags_from_defaults', 'bench_table', 'run_folders',
+           'run_settings', 'eval_scores', 'run_row', 'differing', 'runs_table', 'plot_runs']
 
 # %% ../nbs/24_compare.ipynb #ccc2163c
 def records_file() -> Path:
@@ -25,9 +25,24 @@ def read_records(fn=None, bench:str|None='budget') -> list:
     recs = [json.loads(l) for l in fn.read_text().splitlines() if l.strip()]
     return [r for r in recs if bench is None or r.get('bench') == bench]
 
+RUN_ONLY = {'data', 'out', 'seed', 'preset', 'num_workers', 'wandb', 'wandb_project', 'fold', 'n_folds'}   # where and how a run ran, not its recipe
+
+def _as_flag_text(v) -> str:
+    return 'none' if v is None else str(v).lower() if isinstance(v, bool) else ' '.join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+def flags_from_defaults(settings:dict, folds=None) -> str:
+    "The `mask-fastai train` flags that turn today's defaults into `settings` (`folds`: a k-fold run): a record keeps saying what it ran when a default changes."
+    from mask_fastai.config import TrainConfig
+    now = TrainConfig().to_dict()
+    flags = [f'--folds {int(folds)}'] if folds else []
+    flags += [f"--{k.replace('_', '-')} {_as_flag_text(v)}" for k, v in settings.items()
+              if k in now and k not in RUN_ONLY and _as_flag_text(now[k]) != _as_flag_text(v)]
+    return ' '.join(flags) or '(the defaults)'
+
 def _flat(r:dict) -> dict:
-    "One budget record as a flat row: eval scores as `<variant>_<score>` columns."
+    "One budget record as a flat row: eval scores as `<variant>_<score>` columns; `flags` against today's defaults when the record has its settings."
     row = {k: v for k, v in r.items() if k not in ('eval', 'settings')}
+    if 'settings' in r: row['flags'] = flags_from_defaults(r['settings'], r.get('folds'))
     for v, s in (r.get('eval') or {}).items(): row.update({f'{v}_{k}': x for k, x in s.items()})
     return row
 
