@@ -27,16 +27,13 @@ def read_records(fn=None, bench:str|None='budget') -> list:
 
 RUN_ONLY = {'data', 'out', 'seed', 'preset', 'num_workers', 'wandb', 'wandb_project', 'fold', 'n_folds'}   # where and how a run ran, not its recipe
 
-def _as_flag_text(v) -> str:
-    return 'none' if v is None else str(v).lower() if isinstance(v, bool) else ' '.join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
-
 def flags_from_defaults(settings:dict, folds=None) -> str:
     "The `mask-fastai train` flags that turn today's defaults into `settings` (`folds`: a k-fold run): a record keeps saying what it ran when a default changes."
-    from mask_fastai.config import TrainConfig
+    from mask_fastai.config import TrainConfig, flag_text
     now = TrainConfig().to_dict()
     flags = [f'--folds {int(folds)}'] if folds else []
-    flags += [f"--{k.replace('_', '-')} {_as_flag_text(v)}" for k, v in settings.items()
-              if k in now and k not in RUN_ONLY and _as_flag_text(now[k]) != _as_flag_text(v)]
+    flags += [f"--{k.replace('_', '-')} {flag_text(v)}" for k, v in settings.items()
+              if k in now and k not in RUN_ONLY and flag_text(now[k]) != flag_text(v)]
     return ' '.join(flags) or '(the defaults)'
 
 def _flat(r:dict) -> dict:

@@ -13,7 +13,7 @@ from .model import ModelConfig, check_choices
 
 # %% auto #0
 __all__ = ['MIXES', 'LEGACY_MIX', 'NONE_WORDS', 'PRESETS', 'renamed_legacy_settings', 'TrainConfig', 'cli_kwargs',
-           'config_fields', 'preset_settings', 'add_config_args', 'config_from_args']
+           'config_fields', 'preset_settings', 'flag_text', 'add_config_args', 'config_from_args']
 
 # %% ../nbs/13_config.ipynb #7cab3e54
 MIXES = ('none', 'cutmix', 'half_cutmix', 'same_label_cutmix', 'mixup')   # the image-mixing callbacks of `mixing`
@@ -144,12 +144,14 @@ def preset_settings(name:str|None) -> dict:
     return dict(PRESETS[name], preset=name)
 
 # %% ../nbs/13_config.ipynb #937f29ee
-def _shown(v) -> str: return ' '.join(map(str, v)) if isinstance(v, (tuple, list)) else str(v).lower() if v is None else str(v)
+def flag_text(v) -> str:
+    "A setting's value as typed after its flag: `none`, `true`/`false`, a sequence space-separated."
+    return 'none' if v is None else str(v).lower() if isinstance(v, bool) else ' '.join(map(str, v)) if isinstance(v, (tuple, list)) else str(v)
 
 def add_config_args(p:argparse.ArgumentParser, cls=None, defaults:dict|None=None):
     "One `--flag` per field of config dataclass `cls` (default: `TrainConfig`) on parser `p`, typed by its annotation, with its comment as help."
     for name, tp, default, help in config_fields(cls):
-        shown = _shown((defaults or {}).get(name, default))
+        shown = flag_text((defaults or {}).get(name, default))
         p.add_argument('--' + name.replace('_', '-'), default=argparse.SUPPRESS, help=f"{help} (default: {shown})", **cli_kwargs(tp))
 
 def _as_value(v):
