@@ -49,6 +49,8 @@ class TrainConfig(ModelConfig):
     age_relabel_from: int|None = 58  # training people only: ages from N on count as the oldest group (none: as labelled)
     corrections: str|None = 'default'  # label corrections CSV, default (the known fixes of the competition data) or none
     skip_bad: bool = False  # leave out unreadable images and bad CSV rows (listed in OUT/skipped.csv) instead of stopping
+    pseudo_labels: str|None = None  # uses the unlabeled eval images: a .probs.csv that `predict --pool-identities` wrote for DATA's eval folder; its confident images join the training rows (never validation) with the predicted labels
+    pseudo_threshold: float = 0.9  # with pseudo_labels: least top-class probability (identity-pooled) for an eval image to join
     bs: int = 64  # batch size
     epochs: int = 5  # epochs of the whole network (after freeze_epochs)
     freeze_epochs: int = 0  # epochs on the head alone first, as fastai's fine_tune
@@ -71,9 +73,10 @@ class TrainConfig(ModelConfig):
     def __post_init__(self):
         super().__post_init__()
         for name in ('size', 'age_drop', 'task_weights'):
-            v = getattr(self, name)
-            if v is not None: setattr(self, name, tuple(v))
+            if (v := getattr(self, name)) is not None: setattr(self, name, tuple(v))
         if self.age_drop is not None and len(self.age_drop) != 2: raise ValueError(f"age_drop must be two ages LO HI, got {self.age_drop}")
+        if not 0 < self.pseudo_threshold <= 1: raise ValueError(f"pseudo_threshold must be in (0, 1], got {self.pseudo_threshold}")
+        if self.pseudo_labels and self.age_head == 'fine' and self.fine_age_weight > 0: raise ValueError("pseudo-labelled eval images have no true age for the fine age head: use --age-head group or --fine-age-weight 0")
 
     def model_config(self) -> ModelConfig:
         "The `ModelConfig` part of the run config."

@@ -6,14 +6,14 @@
 from __future__ import annotations
 import json
 from pathlib import Path
-import numpy as np, torch
+import numpy as np, pandas as pd, torch
 from .core import *
-from .files import atomic_write, read_json
+from .files import atomic_write, read_csv, read_json
 from .metrics import macro_f1, macro_f1_grid
 
 # %% auto #0
-__all__ = ['DEFAULT_OFFSET_GRID', 'as_probs', 'task_marginals', 'soft_vote', 'hard_vote', 'offset_basis', 'fit_offsets',
-           'apply_offsets', 'save_offsets', 'load_offsets']
+__all__ = ['DEFAULT_OFFSET_GRID', 'as_probs', 'read_probs', 'task_marginals', 'soft_vote', 'hard_vote', 'offset_basis',
+           'fit_offsets', 'apply_offsets', 'save_offsets', 'load_offsets']
 
 # %% ../nbs/19_ensemble.ipynb #dc8da0dd
 def as_probs(x, name:str='probs') -> np.ndarray:
@@ -26,6 +26,30 @@ def as_probs(x, name:str='probs') -> np.ndarray:
     bad = np.abs(a.sum(1) - 1) > 1e-3
     if bad.any(): raise ValueError(f"{name} row {int(np.flatnonzero(bad)[0])} sums to {a[bad][0].sum():.4f}, not 1: pass probabilities (softmax), not logits or scores")
     return a
+
+# %% ../nbs/19_ensemble.ipynb #e58e0351
+def _bad_line(fn, ok:np.ndarray, what:str) -> ValueError:
+    i = int(np.flatnonzero(~ok)[0])
+    return ValueError(f"{fn}: line {i + 2}: {what} ({int((~ok).sum())} row(s))")
+
+def read_probs(fn, info:pd.DataFrame|None=None, id_col:str='ImageID') -> pd.DataFrame:
+    "The probability file `fn` (`id_col`, `p0..p17`: a `.probs.csv`, or with `id_col='path'` a `valid_probs.csv` or `oof.csv`) with the numbers checked; with `info`, its ImageIDs must be info.csv's, in order."
+    df = read_csv(fn, 'probability file', required=(id_col, *PROB_COLS), min_rows=1)
+    P = df[PROB_COLS].apply(pd.to_numeric, errors='coerce').to_numpy(dtype=float)
+    for ok, what in ((np.isfinite(P).all(1), 'a p column is not a number'), ((P >= 0).all(1), 'a negative probability'),
+                     (np.abs(P.sum(1) - 1) <= 1e-3, 'the 18 probabilities do not sum to 1')):
+        if not ok.all(): raise _bad_line(fn, ok, what)
+    df[PROB_COLS] = P
+    for c in ('ans', 'group', 'label'):   # the submitted class, the identity group, the true class (optional columns)
+        if c in df:
+            v = pd.to_numeric(df[c], errors='coerce')
+            if v.isna().any(): raise _bad_line(fn, v.notna().to_numpy(), f"{c} is not a number")
+            df[c] = v.astype(int)
+    if info is not None:
+        same = df.ImageID.to_numpy() == info.ImageID.to_numpy() if len(df) == len(info) else None
+        if same is None: raise ValueError(f"{fn}: {len(df)} rows, info.csv has {len(info)}: not a prediction of this eval folder")
+        if not same.all(): raise _bad_line(fn, same, f"ImageID is not info.csv's in that row ({info.ImageID.iloc[int(np.flatnonzero(~same)[0])]!r}); the rows must be in info.csv's order")
+    return df
 
 # %% ../nbs/19_ensemble.ipynb #a75716c3
 def task_marginals(probs) -> dict:

@@ -13,11 +13,11 @@ from .dataloaders import image_dl
 from .model import load_mask_model
 from .runs import is_finished
 from .files import atomic_write_many, read_csv, read_json
+from .ensemble import read_probs
 from . import ensemble, identities   # module-qualified: `predict_folder`'s `pool_identities` flag would shadow the function
 
 # %% auto #0
-__all__ = ['predict_probs', 'check_submission', 'probs_path', 'write_predictions', 'read_probs', 'run_dirs', 'load_runs',
-           'predict_folder']
+__all__ = ['predict_probs', 'check_submission', 'probs_path', 'write_predictions', 'run_dirs', 'load_runs', 'predict_folder']
 
 # %% ../nbs/18_inference.ipynb #d6f9146f
 @torch.no_grad()
@@ -60,30 +60,6 @@ def write_predictions(info:pd.DataFrame, ans, probs, out, **extra) -> Path:
     for k, v in extra.items(): pr[k] = v
     atomic_write_many({out: sub.to_csv(index=False), probs_path(out): pr.to_csv(index=False, float_format='%.6f')})
     return Path(out)
-
-# %% ../nbs/18_inference.ipynb #6f8c4fd4
-def _bad_line(fn, ok:np.ndarray, what:str) -> ValueError:
-    i = int(np.flatnonzero(~ok)[0])
-    return ValueError(f"{fn}: line {i + 2}: {what} ({int((~ok).sum())} row(s))")
-
-def read_probs(fn, info:pd.DataFrame|None=None, id_col:str='ImageID') -> pd.DataFrame:
-    "The probability file `fn` (`id_col`, `p0..p17`: a `.probs.csv`, or with `id_col='path'` a `valid_probs.csv` or `oof.csv`) with the numbers checked; with `info`, its ImageIDs must be info.csv's, in order."
-    df = read_csv(fn, 'probability file', required=(id_col, *PROB_COLS), min_rows=1)
-    P = df[PROB_COLS].apply(pd.to_numeric, errors='coerce').to_numpy(dtype=float)
-    for ok, what in ((np.isfinite(P).all(1), 'a p column is not a number'), ((P >= 0).all(1), 'a negative probability'),
-                     (np.abs(P.sum(1) - 1) <= 1e-3, 'the 18 probabilities do not sum to 1')):
-        if not ok.all(): raise _bad_line(fn, ok, what)
-    df[PROB_COLS] = P
-    for c in ('ans', 'group', 'label'):   # the submitted class, the identity group, the true class (optional columns)
-        if c in df:
-            v = pd.to_numeric(df[c], errors='coerce')
-            if v.isna().any(): raise _bad_line(fn, v.notna().to_numpy(), f"{c} is not a number")
-            df[c] = v.astype(int)
-    if info is not None:
-        same = df.ImageID.to_numpy() == info.ImageID.to_numpy() if len(df) == len(info) else None
-        if same is None: raise ValueError(f"{fn}: {len(df)} rows, info.csv has {len(info)}: not a prediction of this eval folder")
-        if not same.all(): raise _bad_line(fn, same, f"ImageID is not info.csv's in that row ({info.ImageID.iloc[int(np.flatnonzero(~same)[0])]!r}); the rows must be in info.csv's order")
-    return df
 
 # %% ../nbs/18_inference.ipynb #f5d971f9
 def run_dirs(dirs) -> list:

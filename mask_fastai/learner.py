@@ -13,6 +13,7 @@ from .config import TrainConfig
 from .data import read_train, apply_age_policy
 from .splits import person_holdout, image_holdout, person_folds, set_fold, check_person_overlap
 from .faces import add_face_crops
+from .pseudo import add_pseudo_labels
 from .dataloaders import mask_dataloaders
 from .model import create_mask_model, mask_splitter, norm_stats
 from .losses import MultiTaskLoss
@@ -21,8 +22,8 @@ from .mixing import CutMix, HalfCutMix, SameLabelCutMix, MixUp
 from .files import atomic_write
 
 # %% auto #0
-__all__ = ['MIX_CALLBACKS', 'data_folder', 'prepare_data', 'describe_split', 'uses_fine_age', 'run_dataloaders', 'mix_callbacks',
-           'mask_loss', 'FirstTargetOnly', 'mask_learner', 'evaluate']
+__all__ = ['MIX_CALLBACKS', 'data_folder', 'prepare_data', 'person_split', 'describe_split', 'uses_fine_age', 'run_dataloaders',
+           'mix_callbacks', 'mask_loss', 'FirstTargetOnly', 'mask_learner', 'evaluate']
 
 # %% ../nbs/14_learner.ipynb #a385a2cf
 def data_folder(data) -> Path:
@@ -32,14 +33,20 @@ def data_folder(data) -> Path:
     return Path(demo_data())
 
 def prepare_data(cfg:TrainConfig, progress:bool=True, skipped_csv=None) -> pd.DataFrame:
-    "The split image table of a run: read, correct, crop, split by person, age policy on training rows. With `cfg.skip_bad`, what was dropped goes to `skipped_csv`."
+    "The split image table of a run: read, correct, crop, split by person, age policy on training rows, pseudo-labelled eval rows if asked. With `cfg.skip_bad`, what was dropped goes to `skipped_csv`."
     kw = dict(corrections=cfg.corrections, age_bins=cfg.age_bins)
     if cfg.skip_bad:
         df, skipped = read_train(data_folder(cfg.data), problems='skip', **kw)
         if skipped_csv is not None: atomic_write(skipped_csv, skipped.to_csv(index=False))   # kind,row,person,path,detail
     else: df = read_train(data_folder(cfg.data), **kw)
     if cfg.crop: df = add_face_crops(df, margin=cfg.crop_margin, progress=progress)
-    if cfg.split == 'image': return image_holdout(df, cfg.valid_pct, seed=cfg.seed)   # the leaky split, for comparison only (no age policy)
+    if cfg.split == 'image': df = image_holdout(df, cfg.valid_pct, seed=cfg.seed)   # the leaky split, for comparison only (no age policy)
+    else: df = person_split(df, cfg)
+    if cfg.pseudo_labels: df = add_pseudo_labels(df, cfg, data_folder(cfg.data), progress=progress)
+    return df
+
+def person_split(df:pd.DataFrame, cfg:TrainConfig) -> pd.DataFrame:
+    "`df` split by person (a holdout of `cfg.valid_pct`, or fold `cfg.fold`), with the age policy applied to the training people."
     if cfg.fold is None: df = person_holdout(df, cfg.valid_pct, seed=cfg.seed)
     else: df = set_fold(person_folds(df, cfg.n_folds, seed=cfg.seed), cfg.fold)
     check_person_overlap(df)
@@ -54,6 +61,7 @@ def describe_split(df:pd.DataFrame) -> str:
         ppl = part.groupby('person').first()
         lines.append(f"{name}: {len(ppl)} people, {len(part)} images; >=60: {int((ppl.age_group == len(AGE_GROUP_NAMES)-1).sum())} people; "
                      f"female {ppl.gender.mean():.0%}; classes present {part.label.nunique()}/18")
+    if 'pseudo' in df: lines.append(f"pseudo-labelled eval images in train: {int(df.pseudo.sum())} ({df[df.pseudo].person.nunique()} identity groups)")
     if 'detected' in df: lines.append(f"face crops: {df.detected.mean():.1%} detected by MTCNN, {int((~df.detected).sum())} portrait fallbacks")
     lines.append(f"people in both train and valid: {len(set(df[df.is_valid].person) & set(df[~df.is_valid].person))}")
     return '\n'.join(lines)

@@ -232,3 +232,30 @@ def test_runs_table_of_real_runs(setup):
     assert (tmp/'runs.png').stat().st_size > 1000 and 'r_ce' in r.stdout
     r = run('runs', tmp/'runs', '--csv', tmp/'runs.csv', env=env, check=False)
     assert r.returncode != 0 and 'runs.csv' in r.stderr and '--force' in r.stderr
+
+def test_pseudo_labels_second_round(setup):
+    "`train --pseudo-labels` adds exactly the eval images at or above the threshold (pooled labels) to training, and nothing to validation."
+    import numpy as np
+    from mask_fastai.identities import pool_identities
+    tmp, env, data = setup
+    run('train', '--data', data, '--out', tmp/'ps1', *TINY, env=env)
+    run('predict', '--data', data, '--models', tmp/'ps1', '--out', tmp/'ps1.csv', '--pool-identities', '--quiet', env=env)
+    pr = pd.read_csv(tmp/'ps1.probs.csv')
+    conf = pool_identities(pr[PROB_COLS].to_numpy(), pr.group.to_numpy()).max(1)
+    t = float(np.sort(conf)[len(conf) // 2])   # the median: about half the eval images join
+    run('train', '--data', data, '--out', tmp/'ps2', *TINY, '--pseudo-labels', tmp/'ps1.probs.csv', '--pseudo-threshold', t, env=env)
+    m1, m2 = (json.loads((tmp/r/'metrics.json').read_text()) for r in ('ps1', 'ps2'))
+    assert m2['train_images'] - m1['train_images'] == int((conf >= t).sum()) > 0
+    assert m2['valid_images'] == m1['valid_images']
+    v1, v2 = (pd.read_csv(tmp/r/'valid_probs.csv') for r in ('ps1', 'ps2'))
+    assert v1.path.tolist() == v2.path.tolist() and v1.label.tolist() == v2.label.tolist()
+    conf2 = json.loads((tmp/'ps2'/'config.json').read_text())['train']
+    assert conf2['pseudo_labels'] == str(tmp/'ps1.probs.csv') and conf2['pseudo_threshold'] == t
+
+    run('predict', '--data', data, '--models', tmp/'ps1', '--out', tmp/'plain.csv', '--quiet', env=env)   # no identity groups
+    for flags, msg in ((['--pseudo-labels', tmp/'plain.probs.csv'], 'predict --pool-identities'),
+                       (['--pseudo-labels', tmp/'ps1.probs.csv', '--pseudo-threshold', '1.5'], 'must be in (0, 1]'),
+                       (['--pseudo-labels', tmp/'nowhere.csv'], 'nowhere.csv')):
+        r = run('train', '--data', data, '--out', tmp/'ps3', *TINY, *flags, env=env, check=False)
+        assert r.returncode != 0 and msg in r.stderr and 'Traceback' not in r.stderr, r.stderr[-1500:]
+        assert not (tmp/'ps3'/'model.safetensors').exists()
