@@ -8,7 +8,9 @@
 For each setting it prints
 - train: images/s of real training batches (cached face crops -> decode -> albumentations -> collate -> forward/backward/step,
   fastai Learner with the run's loss, metrics and callbacks) over images/s of the same steps on random tensors;
-- predict: images/s of `predict_probs` over `image_dl` on the crops over images/s of the forward pass on random tensors.
+- predict: images/s of prediction as `predict` runs it, over images/s of the forward pass on random tensors: cold (the
+  crops decoded first, `decoded_images` without cache) and warm (decoded images read from the cache, as for every model
+  of an ensemble after the first, TTA variants and later submissions).
 Face-crop throughput (cold detection vs cache hits) is in `bench/foundation.py`."""
 import argparse, json, os, resource, sys, time
 from pathlib import Path
@@ -51,13 +53,16 @@ def model_only_predict(model, bs, hw, n):
         for _ in range(n): model(x)
     return n * bs / (time.perf_counter() - t)
 
-def real_predict(model, paths, hw, stats, bs):
-    from mask_fastai.dataloaders import image_dl
+def real_predict(model, paths, hw, stats, bs) -> tuple:
+    """Images/s of prediction as `predict` runs it (`decoded_images` + `DecodedDL`): cold, decoding the crops first (nothing
+    cached), and warm, reading them decoded from the cache (another model of an ensemble, TTA, a second submission)."""
+    from mask_fastai.dataloaders import decoded_images, DecodedDL
     from mask_fastai.inference import predict_probs
-    dl = image_dl(paths, hw, stats, bs=bs)
-    predict_probs(model, image_dl(paths[:bs], hw, stats, bs=bs))   # warm-up
-    t = time.perf_counter(); predict_probs(model, dl)
-    return len(paths) / (time.perf_counter() - t)
+    predict_probs(model, DecodedDL(decoded_images(paths[:bs], hw, cache=False), stats, bs))   # warm-up
+    t = time.perf_counter(); predict_probs(model, DecodedDL(decoded_images(paths, hw, cache=False), stats, bs)); cold = len(paths) / (time.perf_counter() - t)
+    decoded_images(paths, hw)   # into the cache
+    t = time.perf_counter(); predict_probs(model, DecodedDL(decoded_images(paths, hw), stats, bs)); warm = len(paths) / (time.perf_counter() - t)
+    return cold, warm
 
 def setting(df, hw, bs, n, workers):
     from fastai.vision.all import ProgressCallback, noop
@@ -70,11 +75,11 @@ def setting(df, hw, bs, n, workers):
     real = real_train(learn, n)
     ceil = model_only_train(learn, bs, hw, n)
     paths = list(df[df.is_valid].crop_path[:n * bs])
-    p_real = real_predict(learn.model, paths, hw, dls.stats, bs)
+    p_cold, p_warm = real_predict(learn.model, paths, hw, dls.stats, bs)
     p_ceil = model_only_predict(learn.model, bs, hw, max(3, len(paths) // bs))
     return dict(size=list(hw), bs=bs, workers=dls.train.fake_l.num_workers, train_img_s=round(real, 1), train_ceiling_img_s=round(ceil, 1),
-                train_ratio=round(real / ceil, 3), predict_img_s=round(p_real, 1), predict_ceiling_img_s=round(p_ceil, 1),
-                predict_ratio=round(p_real / p_ceil, 3))
+                train_ratio=round(real / ceil, 3), predict_img_s=round(p_cold, 1), predict_ceiling_img_s=round(p_ceil, 1),
+                predict_ratio=round(p_cold / p_ceil, 3), predict_warm_img_s=round(p_warm, 1), predict_warm_ratio=round(p_warm / p_ceil, 3))
 
 def peak_rss(data, n, size):
     "Peak RSS (MB) of this process and of its worker processes after reading `data` and training `n` batches on whole photos."

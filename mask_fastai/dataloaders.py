@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_dataloaders.ipynb #aadbc3de
 from __future__ import annotations
-import hashlib, json, os
+import hashlib, io, json, os
 from functools import partial
 from pathlib import Path
 import numpy as np, pandas as pd, torch
@@ -17,7 +17,8 @@ from .files import atomic_write
 
 # %% auto #0
 __all__ = ['class_label', 'as_hw', 'RGBImage', 'RGBImageBlock', 'default_num_workers', 'SquishResize', 'decode_min_size',
-           'image_stats', 'sample_weights', 'mask_datablock', 'mask_dataloaders', 'image_dl']
+           'image_stats', 'sample_weights', 'mask_datablock', 'mask_dataloaders', 'image_dl', 'decoded_images',
+           'DecodedDL']
 
 # %% ../nbs/07_dataloaders.ipynb #aa9dca50
 def class_label(row) -> str:
@@ -124,11 +125,43 @@ def mask_dataloaders(df:pd.DataFrame, size=(128, 96), bs:int=64, aug='default', 
     return dls
 
 # %% ../nbs/07_dataloaders.ipynb #b8a4b823
-def image_dl(paths, size=(128, 96), stats=None, bs:int=64, num_workers:int|None=None, device=None) -> TfmdDL:
-    "An unshuffled fastai DataLoader yielding normalised image batches for `paths`, in order."
+def image_dl(paths, size=(128, 96), stats=None, bs:int=64, num_workers:int|None=None, device=None, to_float:bool=True) -> TfmdDL:
+    "An unshuffled fastai DataLoader yielding normalised image batches for `paths`, in order (uint8 and not normalised if not `to_float`)."
     dsets = Datasets(list(map(str, paths)), tfms=[[partial(RGBImage.create, min_size=decode_min_size(size))]])   # decoded as in training
-    after_batch = [IntToFloatTensor()] + ([Normalize.from_stats(*stats)] if stats is not None else [])
+    after_batch = ([IntToFloatTensor()] + ([Normalize.from_stats(*stats)] if stats is not None else [])) if to_float else []
     if num_workers is None: num_workers = default_num_workers()
     return TfmdDL(dsets, bs=bs, shuffle=False, drop_last=False, num_workers=num_workers,
                   after_item=[SquishResize(size), ToTensor()], after_batch=after_batch,
                   device=device or default_device())
+
+# %% ../nbs/07_dataloaders.ipynb #e78049cc
+def _decoded_key(paths, size) -> str:
+    "Cache key of `paths` (their names, byte sizes, modification times) decoded at `size`."
+    h = hashlib.sha1(repr(as_hw(size)).encode())
+    for p in map(str, paths): st = os.stat(p); h.update(f'{p}|{st.st_size}|{st.st_mtime_ns}\n'.encode())
+    return h.hexdigest()
+
+def decoded_images(paths, size=(128, 96), cache:bool=True, bs:int=64, num_workers:int|None=None) -> np.ndarray:
+    "`paths` decoded and squished to `size` as `image_dl` does, as one uint8 `(n, 3, h, w)` array; with `cache`, kept in the cache folder so the same images at the same size are decoded once."
+    paths = list(map(str, paths))
+    fn = cache_dir('decoded', f'{_decoded_key(paths, size)}.npy')
+    if cache and fn.exists():
+        try: return np.load(fn, mmap_mode='r')
+        except (OSError, ValueError): pass   # unreadable cache entry: decode again
+    dl = image_dl(paths, size, bs=bs, num_workers=num_workers, device='cpu', to_float=False)
+    x = np.concatenate([b.cpu().numpy() for (b,) in dl]) if paths else np.zeros((0, 3, *as_hw(size)), np.uint8)
+    if cache:
+        buf = io.BytesIO(); np.save(buf, x); atomic_write(fn, buf.getvalue())
+    return x
+
+# %% ../nbs/07_dataloaders.ipynb #ffb26b16
+class DecodedDL:
+    "Batches `(x,)` of float images, normalised by `stats`, from a uint8 `(n, 3, h, w)` array (`decoded_images`): what `image_dl` yields, without per-image work."
+    def __init__(self, x, stats=None, bs:int=64, device=None):
+        self.x, self.bs, self.device = x, bs, device or default_device()
+        self.norm = Normalize.from_stats(*stats, cuda=False) if stats is not None else noop
+    def __len__(self): return (len(self.x) + self.bs - 1) // self.bs
+    def __iter__(self):
+        for i in range(0, len(self.x), self.bs):
+            xb = torch.from_numpy(np.array(self.x[i:i + self.bs])).to(self.device).float().div_(255)   # np.array: a writable copy of the read-only cache
+            yield (self.norm(TensorImage(xb)),)

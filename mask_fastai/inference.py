@@ -9,7 +9,7 @@ import numpy as np, pandas as pd, torch, torch.nn.functional as F
 from .core import *
 from .data import read_eval
 from .faces import add_face_crops
-from .dataloaders import image_dl
+from .dataloaders import decoded_images, DecodedDL
 from .model import load_mask_model
 from .runs import is_finished
 from .files import atomic_write_many, read_csv, read_json
@@ -82,10 +82,10 @@ def load_runs(dirs) -> list:
 
 # %% ../nbs/18_inference.ipynb #eb2892b0
 def _predict_runs(runs, df, col:str, tta:bool, bs:int, num_workers, embeddings:bool) -> tuple:
-    "`(per-run probabilities, embeddings of the first run or None)` over the images in `df[col]`."
-    per_run, emb = [], None
+    "`(per-run probabilities, embeddings of the first run or None)` over the images in `df[col]`, decoded once for all runs (they share the input size)."
+    per_run, emb, x = [], None, decoded_images(df[col], runs[0][1]['size'], bs=bs, num_workers=num_workers)
     for i, (m, c) in enumerate(runs):
-        res = predict_probs(m, image_dl(df[col], c['size'], c['stats'], bs, num_workers), tta, embeddings=embeddings and i == 0)
+        res = predict_probs(m, DecodedDL(x, c['stats'], bs), tta, embeddings=embeddings and i == 0)
         if embeddings and i == 0: res, emb = res
         per_run.append(res.numpy())
     return per_run, emb
