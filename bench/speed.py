@@ -55,14 +55,16 @@ def model_only_predict(model, bs, hw, n):
 
 def real_predict(model, paths, hw, stats, bs) -> tuple:
     """Images/s of prediction as `predict` runs it (`decoded_images` + `DecodedDL`): cold, decoding the crops first (nothing
-    cached), and warm, reading them decoded from the cache (another model of an ensemble, TTA, a second submission)."""
-    from mask_fastai.dataloaders import decoded_images, DecodedDL
+    cached), and warm, reading them decoded from the cache (another model of an ensemble, TTA, a second submission); and
+    through `image_dl` (fastai's per-image pipeline straight into the model, as `predict` did before)."""
+    from mask_fastai.dataloaders import decoded_images, DecodedDL, image_dl
     from mask_fastai.inference import predict_probs
     predict_probs(model, DecodedDL(decoded_images(paths[:bs], hw, cache=False), stats, bs))   # warm-up
     t = time.perf_counter(); predict_probs(model, DecodedDL(decoded_images(paths, hw, cache=False), stats, bs)); cold = len(paths) / (time.perf_counter() - t)
     decoded_images(paths, hw)   # into the cache
     t = time.perf_counter(); predict_probs(model, DecodedDL(decoded_images(paths, hw), stats, bs)); warm = len(paths) / (time.perf_counter() - t)
-    return cold, warm
+    t = time.perf_counter(); predict_probs(model, image_dl(paths, hw, stats, bs=bs)); direct = len(paths) / (time.perf_counter() - t)
+    return cold, warm, direct
 
 def setting(df, hw, bs, n, workers):
     from fastai.vision.all import ProgressCallback, noop
@@ -75,11 +77,12 @@ def setting(df, hw, bs, n, workers):
     real = real_train(learn, n)
     ceil = model_only_train(learn, bs, hw, n)
     paths = list(df[df.is_valid].crop_path[:n * bs])
-    p_cold, p_warm = real_predict(learn.model, paths, hw, dls.stats, bs)
+    p_cold, p_warm, p_direct = real_predict(learn.model, paths, hw, dls.stats, bs)
     p_ceil = model_only_predict(learn.model, bs, hw, max(3, len(paths) // bs))
     return dict(size=list(hw), bs=bs, workers=dls.train.fake_l.num_workers, train_img_s=round(real, 1), train_ceiling_img_s=round(ceil, 1),
                 train_ratio=round(real / ceil, 3), predict_img_s=round(p_cold, 1), predict_ceiling_img_s=round(p_ceil, 1),
-                predict_ratio=round(p_cold / p_ceil, 3), predict_warm_img_s=round(p_warm, 1), predict_warm_ratio=round(p_warm / p_ceil, 3))
+                predict_ratio=round(p_cold / p_ceil, 3), predict_warm_img_s=round(p_warm, 1), predict_warm_ratio=round(p_warm / p_ceil, 3),
+                predict_image_dl_img_s=round(p_direct, 1), predict_image_dl_ratio=round(p_direct / p_ceil, 3))
 
 def peak_rss(data, n, size):
     "Peak RSS (MB) of this process and of its worker processes after reading `data` and training `n` batches on whole photos."
