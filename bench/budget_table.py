@@ -4,7 +4,7 @@ its seeds, eval macro F1 on maskbench-dev's unseen people with the plain predict
     python bench/budget_table.py                           # markdown table
     python bench/budget_table.py --plot bench/f1_vs_compute.png
 """
-import argparse, sys
+import argparse, re, sys
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mask_fastai.compare import bench_table
@@ -20,9 +20,13 @@ def budget_summary() -> 'pd.DataFrame':
     s = g[list(COLS)].mean().round(3).assign(seeds=g.seed.nunique(), flags=g.flags.first())   # flags against today's defaults
     return s.sort_values('cpu_min_2core')
 
+def short(flags:str) -> str:
+    "Flags with a second round's probability file named by its first round (the file differs per seed)."
+    return re.sub(r'runs/budget/(\S+)-s\d+/bench/tta_pool\.probs\.csv', r'<\1, TTA + pooling>.probs.csv', flags)
+
 def markdown(s) -> str:
     rows = ['| recipe | flags (`mask-fastai train`, against today\'s defaults) | seeds | ' + ' | '.join(COLS.values()) + ' |', '|---|---|---|' + '---|' * len(COLS)]
-    rows += [f'| {n} | `{r["flags"]}` | {r.seeds} | ' + ' | '.join(f'{r[c]:.3f}' if c != 'cpu_min_2core' else f'{r[c]:.1f}' for c in COLS) + ' |' for n, r in s.iterrows()]
+    rows += [f'| {n} | `{short(r["flags"])}` | {r.seeds} | ' + ' | '.join(f'{r[c]:.3f}' if c != 'cpu_min_2core' else f'{r[c]:.1f}' for c in COLS) + ' |' for n, r in s.iterrows()]
     rows += [f'| {n} | | | {f1:.2f} | | | {ep * TRAIN_IMAGES / BASELINE_IMG_S / 60:.1f} |' for n, (f1, ep) in BASELINE.items()]
     return '\n'.join(rows)
 

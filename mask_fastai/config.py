@@ -50,7 +50,7 @@ class TrainConfig(ModelConfig):
     corrections: str|None = 'default'  # label corrections CSV, default (the known fixes of the competition data) or none
     skip_bad: bool = False  # leave out unreadable images and bad CSV rows (listed in OUT/skipped.csv) instead of stopping
     pseudo_labels: str|None = None  # uses the unlabeled eval images: a .probs.csv that `predict --pool-identities` wrote for DATA's eval folder; its confident images join the training rows (never validation) with the predicted labels
-    pseudo_threshold: float = 0.9  # with pseudo_labels: least top-class probability (identity-pooled) for an eval image to join
+    pseudo_threshold: float = 0.7  # with pseudo_labels: least top-class probability (identity-pooled) for an eval image to join
     bs: int = 64  # batch size
     epochs: int = 5  # epochs of the whole network (after freeze_epochs)
     freeze_epochs: int = 0  # epochs on the head alone first, as fastai's fine_tune

@@ -17,7 +17,7 @@ from .identities import pool_identities
 __all__ = ['pseudo_label_rows', 'add_pseudo_labels']
 
 # %% ../nbs/23_pseudo.ipynb #33f06483
-def pseudo_label_rows(probs_file, info:pd.DataFrame, threshold:float=0.9) -> pd.DataFrame:
+def pseudo_label_rows(probs_file, info:pd.DataFrame, threshold:float=0.7) -> pd.DataFrame:
     "Training rows for the images of `info` (an eval table, `read_eval`) whose identity-pooled top-class probability in `probs_file` reaches `threshold`, labelled with that class."
     if not 0 < threshold <= 1: raise ValueError(f"the pseudo-label threshold must be in (0, 1], got {threshold}")
     pr = read_probs(probs_file, info)
