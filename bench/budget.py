@@ -47,9 +47,16 @@ def predict(out:Path, a, models=None) -> dict:
         wall, cpu, _ = cli('predict', '--data', a.data, '--models', *(models or [out]), '--out', sub, '--force', '--quiet', *flags)
         s = json.loads(cli('score', sub, key, capture=True)[2])
         res[v] = dict(f1_macro=round(s['f1_macro'], 4), mask_f1=round(s['mask_f1'], 4), gender_f1=round(s['gender_f1'], 4),
-                      age_f1=round(s['age_f1'], 4), accuracy=round(s['accuracy'], 4), predict_wall_s=round(wall, 1))
+                      age_f1=round(s['age_f1'], 4), accuracy=round(s['accuracy'], 4), predict_wall_s=round(wall, 1), **old_group(sub, key))
         print(f"  {v}: eval F1 {res[v]['f1_macro']}", flush=True)
     return res
+
+def old_group(sub:Path, key:Path) -> dict:
+    "Recall and precision of the `>=60` age group (photos) of submission `sub` against the answer key."
+    import pandas as pd
+    d = pd.read_csv(key).merge(pd.read_csv(sub), on='ImageID', suffixes=('', '_pred'))
+    true, pred = d.ans % 3 == 2, d.ans_pred % 3 == 2
+    return dict(age60_recall=round(float((true & pred).sum() / max(true.sum(), 1)), 4), age60_precision=round(float((true & pred).sum() / max(pred.sum(), 1)), 4))
 
 def earlier_record(records, name:str, seed:int) -> dict:
     "The last budget record of recipe `name` with `seed` (a pseudo-label round 1, or a run of an ensemble)."
