@@ -4,12 +4,12 @@
 
 # %% ../nbs/13_config.ipynb #def19c0e
 from __future__ import annotations
-import argparse, dataclasses, functools, json, typing
+import argparse, dataclasses, functools, json, math, typing
 from dataclasses import dataclass, fields
 from typing import Literal
 from fastcore.docments import docments
 from .core import *
-from .model import ModelConfig, check_choices
+from .model import ModelConfig, check_choices, default_fine_edges
 
 # %% auto #0
 __all__ = ['MIXES', 'LEGACY_MIX', 'NONE_WORDS', 'PRESETS', 'renamed_legacy_settings', 'TrainConfig', 'cli_kwargs',
@@ -20,11 +20,48 @@ MIXES = ('none', 'cutmix', 'half_cutmix', 'same_label_cutmix', 'mixup')   # the 
 LEGACY_MIX = {'random': 'cutmix', 'half': 'half_cutmix', 'same': 'same_label_cutmix'}   # values of the old `cutmix` setting in saved runs
 
 def renamed_legacy_settings(d:dict) -> dict:
-    "Copy of a saved config with the old `cutmix` and `cutmix_p` settings renamed to `mix` and `mix_p`."
+    "Copy of a saved config with old settings renamed: `cutmix`, `cutmix_p` to `mix`, `mix_p`; `fine_age_weight` to `true_age_weight` (its fine head learnt the exact bin: `age_sigma` 0)."
     d = dict(d)
     if 'cutmix' in d: d['mix'] = LEGACY_MIX.get(old := d.pop('cutmix'), old)
     if 'cutmix_p' in d: d['mix_p'] = d.pop('cutmix_p')
+    if 'fine_age_weight' in d:
+        d['true_age_weight'] = d.pop('fine_age_weight')
+        d.setdefault('age_sigma', 0.)
     return d
+
+# %% ../nbs/13_config.ipynb #68684809
+def _with_age_border(d:dict, relabel_from) -> dict:
+    "Model settings `d` with an age head's group border at `relabel_from` (if below the oldest group's edge), where relabelling puts the training labels."
+    lo, hi = d['age_bins']
+    if d['age_head'] == 'group' or relabel_from is None or relabel_from >= hi: return d
+    fine = None if d['fine_age_edges'] == default_fine_edges((lo, hi)) else d['fine_age_edges']   # the default bins follow the border
+    return {**d, 'age_bins': (lo, relabel_from), 'fine_age_edges': fine}
+
+def _positive(v) -> bool: return isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+
+def _range_problems(c) -> list:
+    "What is out of range in run config `c`, one message per setting (its flag named)."
+    p, (lo, hi) = [], c.age_bins
+    if c.age_drop is not None and (len(c.age_drop) != 2 or not 0 <= c.age_drop[0] <= c.age_drop[1] <= MAX_AGE):
+        p.append(f"--age-drop LO HI must be two ages with 0 <= LO <= HI <= {MAX_AGE}, got {' '.join(map(str, c.age_drop))}")
+    if c.age_relabel_from is not None and not lo < c.age_relabel_from <= hi:
+        p.append(f"--age-relabel-from N counts ages from N on as >={hi}: N must be in {lo + 1}..{hi} (or none), got {c.age_relabel_from}")
+    if not 0 < c.pseudo_threshold <= 1: p.append(f"--pseudo-threshold must be in (0, 1], got {c.pseudo_threshold}")
+    if c.lr is not None and not _positive(c.lr): p.append(f"--lr must be a positive number (or find), got {c.lr}")
+    for name in ('bs', 'epochs'):
+        if not (isinstance(getattr(c, name), int) and getattr(c, name) >= 1): p.append(f"--{name} must be a whole number >= 1, got {getattr(c, name)}")
+    for name in ('freeze_epochs',):
+        if not (isinstance(getattr(c, name), int) and getattr(c, name) >= 0): p.append(f"--{name.replace('_', '-')} must be a whole number >= 0, got {getattr(c, name)}")
+    for name in ('true_age_weight', 'age_sigma', 'wd', 'weight_power', 'gamma'):
+        v = getattr(c, name)
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0): p.append(f"--{name.replace('_', '-')} must be a number >= 0, got {v}")
+    if not _positive(c.lr_mult): p.append(f"--lr-mult must be a positive number, got {c.lr_mult}")
+    if not 0 <= c.label_smoothing < 1: p.append(f"--label-smoothing must be in [0, 1), got {c.label_smoothing}")
+    if not 0 <= c.mix_p <= 1: p.append(f"--mix-p must be in [0, 1], got {c.mix_p}")
+    if any(not (isinstance(s, int) and s >= 8) for s in c.size): p.append(f"--size H W must be whole numbers of pixels >= 8, got {' '.join(map(str, c.size))}")
+    if c.num_workers is not None and c.num_workers < 0: p.append(f"--num-workers must be >= 0, got {c.num_workers}")
+    if c.early_stop is not None and c.early_stop < 1: p.append(f"--early-stop must be >= 1 epoch (or none), got {c.early_stop}")
+    return p
 
 # %% ../nbs/13_config.ipynb #f56c89c7
 @dataclass
@@ -33,7 +70,8 @@ class TrainConfig(ModelConfig):
     preset: Literal['quick', 'cpu30', 'gpu']|None = None  # named recipe under the flags given: quick (demo, CI), cpu30 (best within 30 CPU minutes), gpu
     data: str|None = None  # competition folder holding train/ (and eval/); default: the demo set
     out: str = 'runs/latest'  # run folder for the model, metrics.json and history.csv
-    fine_age_weight: float = 1.0  # with age_head fine: weight of the loss on the 5-year bins of the true ages
+    true_age_weight: float = 0.1  # with an age head learnt from the true ages (fine, dldl, ordinal): weight of its loss on them
+    age_sigma: float = 2.0  # with such a head: std in years of the Gaussian spread of each true age over the bins (0: its own bin only)
     size: tuple[int, int] = (128, 96)  # network input height and width
     crop: bool = True  # train on MTCNN face crops (cached) instead of whole photos
     crop_margin: float = 0.3  # margin around the detected face, as a share of its width and height on each side
@@ -74,13 +112,11 @@ class TrainConfig(ModelConfig):
         super().__post_init__()
         for name in ('size', 'age_drop', 'task_weights'):
             if (v := getattr(self, name)) is not None: setattr(self, name, tuple(v))
-        if self.age_drop is not None and len(self.age_drop) != 2: raise ValueError(f"age_drop must be two ages LO HI, got {self.age_drop}")
-        if not 0 < self.pseudo_threshold <= 1: raise ValueError(f"pseudo_threshold must be in (0, 1], got {self.pseudo_threshold}")
-        if self.pseudo_labels and self.age_head == 'fine' and self.fine_age_weight > 0: raise ValueError("pseudo-labelled eval images have no true age for the fine age head: use --age-head group or --fine-age-weight 0")
+        if problems := _range_problems(self): raise ValueError('; '.join(problems))
 
     def model_config(self) -> ModelConfig:
-        "The `ModelConfig` part of the run config."
-        return ModelConfig(**{f.name: getattr(self, f.name) for f in fields(ModelConfig)})
+        "The `ModelConfig` part of the run config; an age head's group border moves to `age_relabel_from`, as the relabelled training labels do."
+        return ModelConfig(**_with_age_border({f.name: getattr(self, f.name) for f in fields(ModelConfig)}, self.age_relabel_from))
 
     @classmethod
     def from_dict(cls, d:dict) -> TrainConfig:

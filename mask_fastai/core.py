@@ -9,15 +9,16 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['MASK_NAMES', 'GENDER_NAMES', 'AGE_GROUP_NAMES', 'AGE_BINS', 'TASKS', 'TASK_NAMES', 'TASK_SIZES', 'N_CLASSES',
-           'STEM_TO_MASK', 'STEMS', 'IMAGE_EXTS', 'CLASS_NAMES', 'PROB_COLS', 'encode_class', 'decode_class',
-           'class_name', 'age_bin', 'age_to_group', 'cache_dir']
+__all__ = ['MASK_NAMES', 'GENDER_NAMES', 'AGE_GROUP_NAMES', 'AGE_BINS', 'MAX_AGE', 'TASKS', 'TASK_NAMES', 'TASK_SIZES',
+           'N_CLASSES', 'STEM_TO_MASK', 'STEMS', 'IMAGE_EXTS', 'CLASS_NAMES', 'PROB_COLS', 'encode_class',
+           'decode_class', 'class_name', 'age_bin', 'age_to_group', 'cache_dir']
 
 # %% ../nbs/00_core.ipynb #76dd0513
 MASK_NAMES = ('wear', 'incorrect', 'not_wear')
 GENDER_NAMES = ('male', 'female')
 AGE_GROUP_NAMES = ('<30', '30-59', '>=60')
 AGE_BINS = (30, 60)
+MAX_AGE = 120   # oldest age a row may give
 TASKS = ('mask', 'gender', 'age_group')
 TASK_NAMES = {'mask': MASK_NAMES, 'gender': GENDER_NAMES, 'age_group': AGE_GROUP_NAMES}
 TASK_SIZES = tuple(len(TASK_NAMES[t]) for t in TASKS)

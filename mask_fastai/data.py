@@ -14,7 +14,7 @@ from .core import *
 from .files import read_csv
 
 # %% auto #0
-__all__ = ['PROBLEM_COLS', 'PROBLEM_MODES', 'ORIENTATION', 'TRAIN_COLS', 'MAX_AGE', 'SWAP', 'DataProblemError', 'ImageReadError',
+__all__ = ['PROBLEM_COLS', 'PROBLEM_MODES', 'ORIENTATION', 'TRAIN_COLS', 'SWAP', 'DataProblemError', 'ImageReadError',
            'why_unreadable', 'upright_size', 'to_rgb', 'load_rgb', 'image_size', 'is_junk', 'image_info', 'read_train',
            'set_labels', 'load_corrections', 'apply_corrections', 'apply_age_policy', 'image_id_problem', 'read_eval']
 
@@ -146,7 +146,6 @@ def _image_infos(paths, n_workers=8):
 
 # %% ../nbs/02_data.ipynb #544ccee3
 TRAIN_COLS = ('id', 'gender', 'race', 'age', 'path')
-MAX_AGE = 120
 _re_folder = re.compile(r'^(?P<id>[^_]+)_(?P<gender>[^_]+)_(?P<race>[^_]+)_(?P<age>[^_]+)$')
 _re_age = re.compile(r'\d{1,3}', re.ASCII)
 

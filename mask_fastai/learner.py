@@ -15,14 +15,14 @@ from .splits import person_holdout, image_holdout, person_folds, set_fold, check
 from .faces import add_face_crops
 from .pseudo import add_pseudo_labels
 from .dataloaders import mask_dataloaders
-from .model import create_mask_model, mask_splitter, norm_stats
+from .model import create_mask_model, mask_splitter, norm_stats, age_bin_edges
 from .losses import MultiTaskLoss
 from .metrics import mask_metrics, mask_scores
 from .mixing import CutMix, HalfCutMix, SameLabelCutMix, MixUp
 from .files import atomic_write
 
 # %% auto #0
-__all__ = ['MIX_CALLBACKS', 'data_folder', 'prepare_data', 'person_split', 'describe_split', 'uses_fine_age', 'run_dataloaders',
+__all__ = ['MIX_CALLBACKS', 'data_folder', 'prepare_data', 'person_split', 'describe_split', 'uses_true_age', 'run_dataloaders',
            'mix_callbacks', 'mask_loss', 'FirstTargetOnly', 'mask_learner', 'evaluate']
 
 # %% ../nbs/14_learner.ipynb #a385a2cf
@@ -67,15 +67,15 @@ def describe_split(df:pd.DataFrame) -> str:
     return '\n'.join(lines)
 
 # %% ../nbs/14_learner.ipynb #d001ad01
-def uses_fine_age(cfg:TrainConfig) -> bool:
-    "Does the run supervise a fine age head with the true ages (a second target)?"
-    return cfg.age_head == 'fine' and cfg.fine_age_weight > 0
+def uses_true_age(cfg:TrainConfig) -> bool:
+    "Does the run supervise an age head with the true ages (a second target)?"
+    return cfg.age_head != 'group' and cfg.true_age_weight > 0
 
 def run_dataloaders(df:pd.DataFrame, cfg:TrainConfig) -> DataLoaders:
     "DataLoaders of a run from its split table."
     stats = 'auto' if cfg.norm == 'data' else norm_stats(cfg.arch)
     return mask_dataloaders(df, size=cfg.size, bs=cfg.bs, aug=cfg.aug, img_col='crop_path' if cfg.crop else 'path', stats=stats,
-                            age_target=uses_fine_age(cfg), weighted=cfg.sampler, weight_power=cfg.weight_power, num_workers=cfg.num_workers)
+                            age_target=uses_true_age(cfg), weighted=cfg.sampler, weight_power=cfg.weight_power, num_workers=cfg.num_workers)
 
 # %% ../nbs/14_learner.ipynb #2f5c4827
 MIX_CALLBACKS = {'none': None, 'cutmix': CutMix, 'half_cutmix': HalfCutMix, 'same_label_cutmix': SameLabelCutMix, 'mixup': MixUp}
@@ -88,7 +88,8 @@ def mix_callbacks(cfg:TrainConfig) -> list:
 def mask_loss(cfg:TrainConfig, labels=None) -> MultiTaskLoss:
     "The multi-task loss of a run; `labels` (training 18-class ids) feed `class_weights='inverse'`."
     return MultiTaskLoss(task_weights=cfg.task_weights, loss=cfg.loss, gamma=cfg.gamma, label_smoothing=cfg.label_smoothing,
-                         class_weights=cfg.class_weights, labels=labels, fine_age_weight=cfg.fine_age_weight if uses_fine_age(cfg) else 0.)
+                         class_weights=cfg.class_weights, labels=labels, true_age_weight=cfg.true_age_weight if uses_true_age(cfg) else 0.,
+                         age_head=cfg.age_head if cfg.age_head != 'group' else 'fine', age_edges=age_bin_edges(cfg.model_config()), age_sigma=cfg.age_sigma)
 
 class FirstTargetOnly(Callback):
     "After the loss, keep only the 18-class target in `yb`: the true age is a second target for the loss alone, metrics and `get_preds` see one."
@@ -102,8 +103,8 @@ def mask_learner(dls:DataLoaders, cfg:TrainConfig, path=None, cbs=None) -> Learn
     learn = Learner(dls, model, loss_func=mask_loss(cfg, labels), metrics=mask_metrics(), splitter=mask_splitter,
                     wd=cfg.wd, path=path or cfg.out, model_dir='checkpoints', cbs=mix_callbacks(cfg) + list(cbs or []))
     learn.add_cb(ChannelsLast())    # faster convolutions on CPU (oneDNN) and GPU alike
-    if uses_fine_age(cfg):
-        learn.loss_func.fine_logits = lambda: model.fine_age_logits
+    if uses_true_age(cfg):
+        learn.loss_func.age_outputs = lambda: model.age_raw
         learn.add_cb(FirstTargetOnly())
     if dls.device is not None and dls.device.type == 'cuda': learn = learn.to_fp16()
     return learn

@@ -8,10 +8,10 @@ import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from fastai.torch_core import Module
 from fastai.callback.mixup import reduce_loss
 from .core import *
-from .model import task_log_probs, default_fine_edges
+from .model import task_log_probs, default_fine_edges, YEAR_EDGES
 
 # %% auto #0
-__all__ = ['FocalLossLS', 'inverse_frequency_weights', 'MultiTaskLoss']
+__all__ = ['FocalLossLS', 'inverse_frequency_weights', 'MultiTaskLoss', 'age_target', 'age_loss']
 
 # %% ../nbs/09_losses.ipynb #b08d604d
 class FocalLossLS(Module):
@@ -91,16 +91,20 @@ class MultiTaskLoss(Module):
         class_weights=None, # None, 'inverse' (from `labels`), or per task a tensor of class weights or None
         labels=None, # 18-class training labels for `class_weights='inverse'`
         reduction:str='mean', # 'mean', 'sum' or 'none'
-        fine_age_weight:float=0., # weight of the fine age-bin cross-entropy (needs true ages and `fine_logits`)
-        fine_age_edges=None, # fine-bin edges of the model's fine age head (None: `model.default_fine_edges()`)
+        true_age_weight:float=0., # weight of the age head's loss on the true ages (needs them as a second target, and `age_outputs`)
+        age_head:str='fine', # the model's age head learnt from the true ages: 'fine', 'dldl' or 'ordinal'
+        age_edges=None, # edges of its bins (None: `model.default_fine_edges()` for fine, `model.YEAR_EDGES` otherwise)
+        age_sigma:float=0., # std (years) of the Gaussian spread of the target age over the bins (0: the true age's own bin)
     ):
         self.task_weights = tuple(float(w) for w in _per_task(task_weights, 'task_weights'))
         cws = _class_weights(class_weights, labels)
         self.losses = nn.ModuleDict({task: _task_loss(task, kind, g, ls, cw) for task, kind, g, ls, cw in zip(
             TASKS, _per_task(loss, 'loss'), _per_task(gamma, 'gamma'), _per_task(label_smoothing, 'label_smoothing'), cws)})
         self.reduction, self.last_task_losses = reduction, {}
-        self.fine_age_weight, self.fine_age_edges = float(fine_age_weight), fine_age_edges
-        self.fine_logits = None   # a callable returning the model's last fine age logits (set by `learner.mask_learner`)
+        if age_head not in ('fine', 'dldl', 'ordinal'): raise ValueError(f"age_head must be 'fine', 'dldl' or 'ordinal', got {age_head!r}")
+        self.true_age_weight, self.age_head, self.age_sigma = float(true_age_weight), age_head, float(age_sigma)
+        self.age_edges = tuple(age_edges) if age_edges is not None else default_fine_edges() if age_head == 'fine' else YEAR_EDGES
+        self.age_outputs = None   # a callable returning the model's last raw age outputs (set by `learner.mask_learner`)
 
     @property
     def reduction(self) -> str: return self._reduction
@@ -115,20 +119,37 @@ class MultiTaskLoss(Module):
         lps, ts = task_log_probs(out), decode_class(torch.as_tensor(targ).long().view(-1))
         return {t: self.losses[t](lps[t], y) for t, y in zip(TASKS, ts)}
 
-    def fine_age_loss(self, age:torch.Tensor) -> torch.Tensor:
-        "Per-sample cross-entropy of the model's fine age bins against the true `age` (years)."
-        fine = self.fine_logits() if self.fine_logits is not None else None
-        if fine is None: raise ValueError("fine_age_weight > 0 needs a model with a fine age head (age_head='fine') and `fine_logits` set")
-        edges = torch.tensor(default_fine_edges() if self.fine_age_edges is None else self.fine_age_edges, dtype=torch.float, device=fine.device)
-        bins = torch.bucketize(torch.as_tensor(age, device=fine.device).float().view(-1), edges, right=True)   # = fine_age_bin, on the device (no sync per batch)
-        return F.cross_entropy(fine.float(), bins, reduction='none')
+    def true_age_loss(self, age:torch.Tensor) -> torch.Tensor:
+        "Per-sample loss of the age head against the true `age` (years; NaN where unknown counts 0): KL divergence from `age_target` over the bins, or for `ordinal` the mean binary cross-entropy of the thresholds."
+        raw = self.age_outputs() if self.age_outputs is not None else None
+        if raw is None: raise ValueError("true_age_weight > 0 needs a model with an age head learnt from the true ages (age_head fine, dldl or ordinal) and `age_outputs` set")
+        return age_loss(raw, age, self.age_edges, self.age_sigma, ordinal=self.age_head == 'ordinal')
 
     def forward(self, out:torch.Tensor, targ:torch.Tensor, age:torch.Tensor|None=None) -> torch.Tensor:
         per = self.task_losses(out, targ)
-        if age is not None and self.fine_age_weight: per['age_fine'] = self.fine_age_loss(age)
+        if age is not None and self.true_age_weight: per['age_true'] = self.true_age_loss(age)
         self.last_task_losses = dict(zip(per, torch.stack([l.detach().mean() for l in per.values()]).tolist()))
-        ws = dict(zip(TASKS, self.task_weights), age_fine=self.fine_age_weight)
+        ws = dict(zip(TASKS, self.task_weights), age_true=self.true_age_weight)
         return reduce_loss(sum(ws[t] * l for t, l in per.items()), self.reduction)
 
     def activation(self, out:torch.Tensor) -> torch.Tensor: return F.softmax(out, dim=-1)
     def decodes(self, out:torch.Tensor) -> torch.Tensor: return out.argmax(dim=-1)
+
+# %% ../nbs/09_losses.ipynb #ea8d3486
+def age_target(age:torch.Tensor, edges, sigma:float=0., ordinal:bool=False) -> torch.Tensor:
+    "Target of true ages `age` `(bs,)`: each bin's probability between `edges` (`ordinal`: of `age >= edge`) under a Gaussian of std `sigma` over whole years (`sigma=0`: the exact year)."
+    years = torch.arange(0, MAX_AGE + 1, device=age.device, dtype=torch.float)
+    d = years[None] - age.float()[:, None]
+    w = torch.exp(-0.5 * (d / sigma) ** 2) if sigma > 0 else (d.abs() < 0.5).float()
+    w = w / w.sum(1, keepdim=True).clamp_min(1e-12)
+    e = torch.as_tensor(tuple(edges), dtype=torch.float, device=age.device)
+    if ordinal: return w @ (years[:, None] >= e[None]).float()
+    return w @ F.one_hot(torch.bucketize(years, e, right=True), len(e) + 1).float()
+
+def age_loss(raw:torch.Tensor, age, edges, sigma:float=0., ordinal:bool=False) -> torch.Tensor:
+    "Per-sample loss of raw age outputs against true `age` (NaN: unknown, counts 0): KL divergence from `age_target` over the bins, or (`ordinal`, cumulative logits) the thresholds' mean binary cross-entropy."
+    age = torch.as_tensor(age, device=raw.device).float().view(-1)
+    t = age_target(age.nan_to_num(0.), edges, sigma, ordinal)
+    if ordinal: l = F.binary_cross_entropy_with_logits(raw.float(), t, reduction='none').mean(1)
+    else: l = (torch.xlogy(t, t) - t * F.log_softmax(raw.float(), 1)).sum(1)
+    return l * ~torch.isnan(age)

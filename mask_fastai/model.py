@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_model.ipynb #0c9f5f46
 from __future__ import annotations
-import difflib, functools, json, os, typing
+import difflib, functools, json, math, os, typing
 from typing import Literal
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
@@ -15,11 +15,11 @@ from .core import *
 from .files import atomic_path, atomic_write, read_json
 
 # %% auto #0
-__all__ = ['FINE_AGE_STEP_EDGES', 'DEFAULT_ARCH', 'OFFLINE_WEIGHTS', 'combine_task_logits', 'task_log_probs',
+__all__ = ['FINE_AGE_STEP_EDGES', 'YEAR_EDGES', 'DEFAULT_ARCH', 'OFFLINE_WEIGHTS', 'combine_task_logits', 'task_log_probs',
            'default_fine_edges', 'fine_age_bin', 'fine_age_names', 'fine_to_group_matrix', 'fine_to_group_log_probs',
-           'check_choices', 'ModelConfig', 'MaskHead', 'offline_weights_path', 'load_offline_weights', 'norm_stats',
-           'check_arch', 'create_body', 'MaskModel', 'create_mask_model', 'mask_splitter', 'save_mask_model',
-           'load_mask_model']
+           'bins_to_group_log_probs', 'OrdinalCuts', 'ordinal_bin_log_probs', 'check_choices', 'ModelConfig',
+           'age_bin_edges', 'MaskHead', 'offline_weights_path', 'load_offline_weights', 'norm_stats', 'check_arch',
+           'create_body', 'MaskModel', 'create_mask_model', 'mask_splitter', 'save_mask_model', 'load_mask_model']
 
 # %% ../nbs/08_model.ipynb #607bf2b4
 def combine_task_logits(mask:torch.Tensor, gender:torch.Tensor, age:torch.Tensor) -> torch.Tensor:
@@ -34,6 +34,7 @@ def task_log_probs(joint:torch.Tensor) -> dict:
 
 # %% ../nbs/08_model.ipynb #d46fc01e
 FINE_AGE_STEP_EDGES = tuple(range(20, 80, 5))
+YEAR_EDGES = tuple(range(16, 81))   # 1-year bins of the dldl and ordinal age heads: <16, 16, 17, ..., 79, >=80
 
 def default_fine_edges(age_bins=AGE_BINS) -> tuple:
     "5-year fine-bin edges 20..75 plus the age-group edges `age_bins`."
@@ -46,7 +47,7 @@ def fine_age_bin(age, edges=None):
 def fine_age_names(edges=None) -> tuple:
     "Readable names of the fine bins, e.g. `('<20', '20-24', ..., '>=75')`."
     e = default_fine_edges() if edges is None else tuple(edges)
-    return (f'<{e[0]}',) + tuple(f'{a}-{b-1}' for a, b in zip(e[:-1], e[1:])) + (f'>={e[-1]}',)
+    return (f'<{e[0]}',) + tuple(f'{a}-{b-1}' if b - a > 1 else f'{a}' for a, b in zip(e[:-1], e[1:])) + (f'>={e[-1]}',)
 
 def fine_to_group_matrix(edges=None, age_bins=AGE_BINS) -> torch.Tensor:
     "`(n_fine, n_groups)` 0/1 matrix: fine bin i belongs to age group j."
@@ -60,8 +61,28 @@ def fine_to_group_matrix(edges=None, age_bins=AGE_BINS) -> torch.Tensor:
 
 def fine_to_group_log_probs(fine_logits:torch.Tensor, m:torch.Tensor) -> torch.Tensor:
     "Age-group log-probs: log of the fine-bin probabilities summed per group with 0/1 matrix `m`."
-    lp = F.log_softmax(fine_logits.float(), dim=1)
-    return (lp[:, :, None] + m.to(lp).log()[None]).logsumexp(1)
+    return bins_to_group_log_probs(F.log_softmax(fine_logits.float(), dim=1), m)
+
+def bins_to_group_log_probs(bin_lp:torch.Tensor, m:torch.Tensor) -> torch.Tensor:
+    "Age-group log-probs from age-bin log-probs `bin_lp` `(bs, n_bins)`: the bins' probabilities summed per group with 0/1 matrix `m`."
+    return (bin_lp.float()[:, :, None] + m.to(bin_lp.device, torch.float).log()[None]).logsumexp(1)
+
+# %% ../nbs/08_model.ipynb #984f8723
+class OrdinalCuts(nn.Module):
+    "CORAL's cuts: `(bs, 1)` scores to `(bs, n)` logits of `P(age >= threshold k)`, the cuts non-increasing in k (so the probabilities are ordered)."
+    def __init__(self, n:int, spread:float=5.):
+        super().__init__()
+        step = math.log(math.expm1(spread / max(n - 1, 1)))   # softplus(step) * (n - 1) = spread: logits from +spread/2 to -spread/2
+        self.raw = nn.Parameter(torch.tensor([spread / 2] + [step] * (n - 1)))
+    def cuts(self) -> torch.Tensor: return torch.cat([self.raw[:1], self.raw[:1] - F.softplus(self.raw[1:]).cumsum(0)])
+    def forward(self, score:torch.Tensor) -> torch.Tensor: return score.float() + self.cuts()[None]
+
+def ordinal_bin_log_probs(cum:torch.Tensor) -> torch.Tensor:
+    "`(bs, n + 1)` log-probs of the bins between `n` thresholds from `(bs, n)` logits of `P(age >= threshold k)`, non-increasing in k."
+    cum = cum.float()
+    a, b = cum[:, :-1], cum[:, 1:]
+    mid = a + torch.log1p(-torch.exp((b - a).clamp(max=-1e-6))) - F.softplus(a) - F.softplus(b)   # log(sigmoid(a) - sigmoid(b))
+    return torch.cat([-F.softplus(cum[:, :1]), mid, -F.softplus(-cum[:, -1:])], 1)
 
 # %% ../nbs/08_model.ipynb #6b45c8e9
 @functools.cache
@@ -87,8 +108,8 @@ class ModelConfig:
     head: Literal['multi', 'joint'] = 'multi'  # multi: mask, gender and age heads combined; joint: one 18-way layer
     dropout: float = 0.2  # dropout before the head's linear layer
     ms_dropout: int = 0  # multi-sample dropout: logits averaged over this many dropout masks in training (0: off)
-    age_head: Literal['group', 'fine'] = 'group'  # group: 3 age-group logits; fine: 5-year age bins summed into the groups
-    age_bins: tuple[int, int] = AGE_BINS  # age-group edges: under the first, up to the second, from the second on
+    age_head: Literal['group', 'fine', 'dldl', 'ordinal'] = 'group'  # group: 3 age-group logits; or learnt from the true ages and summed into the groups: fine (5-year bins), dldl (1-year bins against a Gaussian), ordinal (a cumulative logit per year)
+    age_bins: tuple[int, int] = AGE_BINS  # age-group edges: under the first, up to the second, from the second on (an age head's group border)
     fine_age_edges: tuple[int, ...]|None = None  # fine age-bin edges (default: 5-year bins from 20 to 75 plus the age-group edges)
     pool: str = 'avg'  # timm global pooling of the body: avg, max, avgmax, catavgmax
     drop_path: float = 0.  # stochastic depth rate of the body (timm drop_path_rate)
@@ -98,12 +119,13 @@ class ModelConfig:
         self.age_bins = tuple(int(b) for b in self.age_bins)
         age_to_group(0, self.age_bins)
         check_choices(self)
-        if self.head == 'joint' and self.age_head == 'fine': raise ValueError("age_head='fine' needs head='multi'")
+        if self.head == 'joint' and self.age_head != 'group': raise ValueError(f"age_head={self.age_head!r} needs head='multi'")
         if not 0 <= self.dropout < 1: raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if int(self.ms_dropout) != self.ms_dropout or self.ms_dropout < 0: raise ValueError(f"ms_dropout must be an int >= 0, got {self.ms_dropout}")
         self.ms_dropout = int(self.ms_dropout)
         self.fine_age_edges = default_fine_edges(self.age_bins) if self.fine_age_edges is None else tuple(int(e) for e in self.fine_age_edges)
-        if self.age_head == 'fine': fine_to_group_matrix(self.fine_age_edges, self.age_bins)
+        if self.age_head != 'group': fine_to_group_matrix(age_bin_edges(self), self.age_bins)
+
 
     def to_dict(self) -> dict:
         "JSON-ready dict (tuples as lists)."
@@ -117,15 +139,20 @@ class ModelConfig:
         if unknown: raise ValueError(f"unknown {cls.__name__} keys {unknown}; known: {sorted(names)}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
+def age_bin_edges(cfg:ModelConfig) -> tuple|None:
+    "Edges of the bins of `cfg`'s age head: the fine edges, `YEAR_EDGES` for dldl and ordinal, None for the group head."
+    return None if cfg.age_head == 'group' else cfg.fine_age_edges if cfg.age_head == 'fine' else YEAR_EDGES
+
 # %% ../nbs/08_model.ipynb #ebe2ae68
 class MaskHead(nn.Module):
     "Dropout + linear on pooled features; `forward_tasks` gives the per-task outputs and `'joint'` `(bs, 18)` logits."
     def __init__(self, n_in:int, cfg:ModelConfig):
         super().__init__()
-        self.kind, self.ms = cfg.head, max(cfg.ms_dropout, 1)
-        self.fine = cfg.age_head == 'fine'
-        if self.fine: self.register_buffer('fine_to_group', fine_to_group_matrix(cfg.fine_age_edges, cfg.age_bins), persistent=False)
-        n_age = len(cfg.fine_age_edges) + 1 if self.fine else TASK_SIZES[2]
+        self.kind, self.ms, self.age = cfg.head, max(cfg.ms_dropout, 1), cfg.age_head
+        edges = age_bin_edges(cfg)
+        if edges is not None: self.register_buffer('bins_to_group', fine_to_group_matrix(edges, cfg.age_bins), persistent=False)
+        if self.age == 'ordinal': self.cuts = OrdinalCuts(len(edges))
+        n_age = {'group': TASK_SIZES[2], 'ordinal': 1}.get(self.age, len(edges or ()) + 1)
         self.sizes = (N_CLASSES,) if self.kind == 'joint' else TASK_SIZES[:2] + (n_age,)
         self.drop = nn.Dropout(cfg.dropout)
         self.fc = nn.Linear(n_in, sum(self.sizes))
@@ -136,12 +163,15 @@ class MaskHead(nn.Module):
         return self.fc(self.drop(x))
 
     def forward_tasks(self, x:torch.Tensor) -> dict:
-        "'joint' logits plus 'mask', 'gender', 'age_group' (logits; log-probs when derived) and 'age_fine' logits with a fine age head."
+        "'joint' logits plus 'mask', 'gender', 'age_group' (logits; log-probs when derived) and, for an age head learnt from the true ages, 'age_raw' and 'age_bins'."
         out = self.logits(x)
         if self.kind == 'joint': return {'joint': out, **task_log_probs(out)}
         m, g, a = out.split(self.sizes, dim=1)
         res = {'mask': m, 'gender': g}
-        if self.fine: res['age_fine'], a = a, fine_to_group_log_probs(a, self.fine_to_group)
+        if self.age != 'group':
+            res['age_raw'] = raw = self.cuts(a) if self.age == 'ordinal' else a
+            res['age_bins'] = ordinal_bin_log_probs(raw) if self.age == 'ordinal' else F.log_softmax(raw.float(), 1)
+            a = bins_to_group_log_probs(res['age_bins'], self.bins_to_group)
         res['age_group'] = a
         res['joint'] = combine_task_logits(m, g, a)
         return res
@@ -231,15 +261,15 @@ class MaskModel(nn.Module):
     def __init__(self, body:nn.Module, head:MaskHead, cfg:ModelConfig):
         super().__init__()
         self.body, self.head, self.cfg = body, head, cfg
-        self.fine_age_logits = None
+        self.age_raw = None   # the age head's last raw outputs, for its loss on the true ages
 
     def forward_tasks(self, x:torch.Tensor) -> dict:
-        "Dict of 'joint', 'mask', 'gender', 'age_group' and (fine age head) 'age_fine' outputs."
+        "Dict of 'joint', 'mask', 'gender', 'age_group' and, for an age head learnt from the true ages, 'age_raw' and 'age_bins' outputs."
         return self.head.forward_tasks(self.body(x))
 
     def forward(self, x:torch.Tensor) -> torch.Tensor:
         t = self.forward_tasks(x)
-        self.fine_age_logits = t.get('age_fine')
+        self.age_raw = t.get('age_raw')
         return t['joint']
 
 def _n_features(body:nn.Module) -> int:

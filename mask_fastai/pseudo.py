@@ -29,7 +29,7 @@ def pseudo_label_rows(probs_file, info:pd.DataFrame, threshold:float=0.7) -> pd.
     g, mask, gender, age_group = pr.group.to_numpy()[keep], *decode_class(label[keep])
     person = np.where(g >= 0, [f'pseudo-g{i}' for i in g], 'pseudo-' + pr.ImageID[keep].astype(str))
     return pd.DataFrame(dict(path=info.path[keep].to_numpy(), person=person, folder='eval', stem=pr.ImageID[keep].to_numpy(),
-                             gender=gender, age=pd.array([pd.NA] * int(keep.sum()), dtype='Int64'), mask=mask, age_group=age_group, label=label[keep], is_valid=False,
+                             gender=gender, age=np.nan, mask=mask, age_group=age_group, label=label[keep], is_valid=False,
                              pseudo=True, pseudo_confidence=conf[keep]))
 
 # %% ../nbs/23_pseudo.ipynb #261b8b14
