@@ -19,7 +19,7 @@ def main():
     import torch; torch.set_num_threads(1)
     from fastai.vision.all import Resize
     from mask_fastai.config import TrainConfig
-    from mask_fastai.learner import prepare_data, run_dataloaders
+    from mask_fastai.prepare import prepare_data, run_dataloaders
     from mask_fastai.dataloaders import RGBImage, SquishResize
     cfg = TrainConfig(data=a.data, size=tuple(a.size), bs=a.bs, num_workers=0, wandb='off')
     df = prepare_data(cfg, progress=False)

@@ -69,7 +69,8 @@ def real_predict(model, paths, hw, stats, bs) -> tuple:
 def setting(df, hw, bs, n, workers):
     from fastai.vision.all import ProgressCallback, noop
     from mask_fastai.config import TrainConfig
-    from mask_fastai.learner import run_dataloaders, mask_learner
+    from mask_fastai.prepare import run_dataloaders
+    from mask_fastai.learner import mask_learner
     cfg = TrainConfig(size=hw, bs=bs, wandb='off', num_workers=workers, out=str(ROOT/'runs'/'bench-speed'))
     dls = run_dataloaders(df, cfg)
     learn = mask_learner(dls, cfg); learn.remove_cbs([ProgressCallback]); learn.logger = noop
@@ -88,7 +89,8 @@ def peak_rss(data, n, size):
     "Peak RSS (MB) of this process and of its worker processes after reading `data` and training `n` batches on whole photos."
     from fastai.vision.all import ProgressCallback, noop
     from mask_fastai.config import TrainConfig
-    from mask_fastai.learner import prepare_data, run_dataloaders, mask_learner
+    from mask_fastai.prepare import prepare_data, run_dataloaders
+from mask_fastai.learner import mask_learner
     cfg = TrainConfig(data=str(data), size=size, bs=32, crop=False, wandb='off', out=str(ROOT/'runs'/'bench-rss'))
     t = time.time(); df = prepare_data(cfg, progress=False); t_read = time.time() - t
     df_mb = df.memory_usage(deep=True).sum() / 2**20

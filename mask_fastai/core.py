@@ -10,8 +10,9 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['MASK_NAMES', 'GENDER_NAMES', 'AGE_GROUP_NAMES', 'AGE_BINS', 'MAX_AGE', 'TASKS', 'TASK_NAMES', 'TASK_SIZES',
-           'N_CLASSES', 'STEM_TO_MASK', 'STEMS', 'IMAGE_EXTS', 'CLASS_NAMES', 'PROB_COLS', 'encode_class',
-           'decode_class', 'class_name', 'age_bin', 'age_to_group', 'cache_dir']
+           'N_CLASSES', 'STEM_TO_MASK', 'STEMS', 'IMAGE_EXTS', 'CLASS_NAMES', 'PROB_COLS', 'FINE_AGE_STEP_EDGES',
+           'YEAR_EDGES', 'encode_class', 'decode_class', 'class_name', 'age_bin', 'age_to_group', 'default_fine_edges',
+           'fine_age_bin', 'fine_age_names', 'check_age_edges', 'cache_dir']
 
 # %% ../nbs/00_core.ipynb #76dd0513
 MASK_NAMES = ('wear', 'incorrect', 'not_wear')
@@ -57,6 +58,32 @@ def age_to_group(age, bins=AGE_BINS):
     if len(bins) != len(AGE_GROUP_NAMES) - 1 or list(bins) != sorted(bins):
         raise ValueError(f"age bins must be {len(AGE_GROUP_NAMES)-1} ascending edges, got {bins}")
     return age_bin(age, bins)
+
+# %% ../nbs/00_core.ipynb #1ff9d58a
+FINE_AGE_STEP_EDGES = tuple(range(20, 80, 5))
+YEAR_EDGES = tuple(range(16, 81))   # 1-year bins of the dldl and ordinal age heads: <16, 16, 17, ..., 79, >=80
+
+def default_fine_edges(age_bins=AGE_BINS) -> tuple:
+    "5-year fine-bin edges 20..75 plus the age-group edges `age_bins`."
+    return tuple(sorted(set(FINE_AGE_STEP_EDGES) | set(int(b) for b in age_bins)))
+
+def fine_age_bin(age, edges=None):
+    "Bin index of `age` (scalar or array): `age_bin` on the bin edges (default: `default_fine_edges()`)."
+    return age_bin(age, default_fine_edges() if edges is None else edges)
+
+def fine_age_names(edges=None) -> tuple:
+    "Readable names of the bins, e.g. `('<20', '20-24', ..., '>=75')` (a 1-year bin is its year)."
+    e = default_fine_edges() if edges is None else tuple(edges)
+    return (f'<{e[0]}',) + tuple(f'{a}-{b-1}' if b - a > 1 else f'{a}' for a, b in zip(e[:-1], e[1:])) + (f'>={e[-1]}',)
+
+def check_age_edges(edges, age_bins=AGE_BINS) -> tuple:
+    "`edges` as a tuple of ints if they ascend strictly and hold every group edge of `age_bins`; a `ValueError` saying what is wrong otherwise."
+    edges = tuple(int(e) for e in edges)
+    age_to_group(0, age_bins)  # validates the group edges
+    if list(edges) != sorted(set(edges)): raise ValueError(f"age-bin edges must be strictly ascending, got {edges}")
+    missing = [b for b in age_bins if b not in edges]
+    if missing: raise ValueError(f"age-group edges {missing} are not age-bin edges {edges}; add them so no bin straddles two groups")
+    return edges
 
 # %% ../nbs/00_core.ipynb #68c3aa9b
 def cache_dir(*parts) -> Path:
