@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_dataloaders.ipynb #aadbc3de
 from __future__ import annotations
-import hashlib, io, json, os
+import io, json, os
 from functools import partial
 from pathlib import Path
 import numpy as np, pandas as pd, torch
@@ -13,7 +13,7 @@ from fastai.vision.all import *
 from .core import *
 from .augment import AlbumentationsTransform
 from .data import load_rgb
-from .files import atomic_write
+from .cache import DiskCache, file_digest, content_key
 
 # %% auto #0
 __all__ = ['class_label', 'as_hw', 'RGBImage', 'RGBImageBlock', 'default_num_workers', 'SquishResize', 'decode_min_size',
@@ -64,21 +64,21 @@ def decode_min_size(size, factor:int=4) -> tuple:
 def _load_resized(path, hw):
     return np.asarray(load_rgb(path, min_size=(hw[1] * 2, hw[0] * 2)).resize((hw[1], hw[0]), Image.BILINEAR), dtype=np.float64) / 255.
 
-def _cached_stats(fn:Path) -> tuple|None:
-    "`(mean, std)` from a stats cache entry, or None if it is missing or cannot be read (then it is computed again)."
+def _cached_stats(data:bytes|None) -> tuple|None:
+    "`(mean, std)` from the bytes of a stats cache entry, or None if there are none or they are not stats (then they are computed again)."
     try:
-        d = json.loads(fn.read_text())
+        d = json.loads(data)
         mean, std = [float(v) for v in d['mean']], [float(v) for v in d['std']]
         return (mean, std) if len(mean) == len(std) == 3 else None
-    except (OSError, ValueError, KeyError, TypeError): return None
+    except (ValueError, KeyError, TypeError): return None
 
 def image_stats(paths, size=(128, 96), max_images:int=2000, cache:bool=True, seed:int=0) -> tuple:
     "Per-channel `(mean, std)` (lists of 3 floats in 0..1) of up to `max_images` of `paths` resized to `size`."
     hw, paths = as_hw(size), sorted(map(str, paths))
     if not paths: raise ValueError("image_stats needs at least one image")
-    key = hashlib.sha1(json.dumps([paths, hw, max_images, seed, 'load_rgb']).encode()).hexdigest()[:16]
-    fn = cache_dir('stats', f'{key}.json')
-    cached = _cached_stats(fn) if cache else None
+    store = DiskCache('stats')
+    key = content_key('stats-2', sorted(map(file_digest, paths)), hw, max_images, seed) if cache else None
+    cached = _cached_stats(store.get(key, '.json')) if cache else None
     if cached: return cached
     if len(paths) > max_images: paths = list(np.random.default_rng(seed).choice(paths, max_images, replace=False))
     s, s2, n = np.zeros(3), np.zeros(3), 0
@@ -87,7 +87,7 @@ def image_stats(paths, size=(128, 96), max_images:int=2000, cache:bool=True, see
         s += a.sum(0); s2 += (a**2).sum(0); n += len(a)
     mean = s / n; std = np.sqrt(np.maximum(s2 / n - mean**2, 1e-12))
     mean, std = mean.round(6).tolist(), std.round(6).tolist()
-    if cache: atomic_write(fn, json.dumps(dict(mean=mean, std=std, n_images=len(paths), size=hw)))
+    if cache: store.put(key, json.dumps(dict(mean=mean, std=std, n_images=len(paths), size=hw)).encode(), '.json')
     return mean, std
 
 # %% ../nbs/09_dataloaders.ipynb #ab9db304
@@ -135,23 +135,16 @@ def image_dl(paths, size=(128, 96), stats=None, bs:int=64, num_workers:int|None=
                   device=device or default_device())
 
 # %% ../nbs/09_dataloaders.ipynb #e78049cc
-def _decoded_key(paths, size) -> str:
-    "Cache key of `paths` (their names, byte sizes, modification times) decoded at `size`."
-    h = hashlib.sha1(repr(as_hw(size)).encode())
-    for p in map(str, paths): st = os.stat(p); h.update(f'{p}|{st.st_size}|{st.st_mtime_ns}\n'.encode())
-    return h.hexdigest()
-
 def decoded_images(paths, size=(128, 96), cache:bool=True, bs:int=64, num_workers:int|None=None) -> np.ndarray:
     "`paths` decoded and squished to `size` as `image_dl` does, as one uint8 `(n, 3, h, w)` array; with `cache`, kept in the cache folder so the same images at the same size are decoded once."
-    paths = list(map(str, paths))
-    fn = cache_dir('decoded', f'{_decoded_key(paths, size)}.npy')
-    if cache and fn.exists():
-        try: return np.load(fn, mmap_mode='r')
-        except (OSError, ValueError): pass   # unreadable cache entry: decode again
+    paths, store = list(map(str, paths)), DiskCache('decoded')
+    key = content_key('decoded-1', [file_digest(p) for p in paths], as_hw(size)) if cache else None
+    data = store.get(key, '.npy') if cache else None
+    if data is not None: return np.load(io.BytesIO(data))
     dl = image_dl(paths, size, bs=bs, num_workers=num_workers, device='cpu', to_float=False)
     x = np.concatenate([b.cpu().numpy() for (b,) in dl]) if paths else np.zeros((0, 3, *as_hw(size)), np.uint8)
     if cache:
-        buf = io.BytesIO(); np.save(buf, x); atomic_write(fn, buf.getvalue())
+        buf = io.BytesIO(); np.save(buf, x); store.put(key, buf.getvalue(), '.npy')
     return x
 
 # %% ../nbs/09_dataloaders.ipynb #ffb26b16

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_demo.ipynb #2db2c7ab
 from __future__ import annotations
-import hashlib, json, math, os
+import json, math, os
 from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
 from pathlib import Path
@@ -12,6 +12,7 @@ import cv2, numpy as np, pandas as pd
 from PIL import Image, ImageChops, ImageDraw
 from .core import *
 from .files import atomic_folder
+from .cache import DiskCache, content_key, cached_folder
 
 # %% auto #0
 __all__ = ['DEMO_VERSION', 'DEMO_FIRST_ID', 'DEMO_RACE', 'MASK_TYPES', 'demo_ages', 'random_person', 'make_people', 'draw_person',
@@ -479,36 +480,37 @@ def _render_all(jobs:list, n_workers:int|None):
     else:
         for j in jobs: _write_person(j)
 
+def _write_demo(dest:Path, n_train:int, n_eval:int, size:tuple, seed:int, junk:bool, n_workers:int|None):
+    "Write the demo dataset of these settings into the empty folder `dest`, its `.complete` marker last."
+    for f in ('train/images', 'eval/images', 'answers'): (dest/f).mkdir(parents=True)
+    rows, train_jobs = _train_jobs(dest/'train'/'images', n_train, seed, size, junk)
+    rng = np.random.default_rng([seed, 1])                 # eval file names, then the order of info.csv
+    labels, eval_jobs = _eval_jobs(dest/'eval'/'images', n_eval, seed, DEMO_FIRST_ID + n_train, size, rng)
+    _render_all(train_jobs + eval_jobs, n_workers)
+    pd.DataFrame(rows).to_csv(dest/'train'/'train.csv', index=False)
+    labels = pd.DataFrame(labels).iloc[rng.permutation(len(labels))]
+    labels[['ImageID']].assign(ans=0).to_csv(dest/'eval'/'info.csv', index=False)
+    labels.to_csv(dest/'answers'/'eval_labels.csv', index=False)
+    (dest/'.complete').write_text(json.dumps(_params(n_train, n_eval, size, seed, junk)))
+
 def make_demo_data(dest, n_train:int=100, n_eval:int=40, size:tuple=(384, 512), seed:int=0, junk:bool=False,
                    overwrite:bool=False, n_workers:int|None=None) -> Path:
     "Write a synthetic dataset in the competition layout (train/, eval/, answers/) to `dest` and return `dest`."
     dest = Path(dest).expanduser()
     if n_train < 1 or n_eval < 1: raise ValueError(f"need at least one train and one eval person, got n_train={n_train}, n_eval={n_eval}")
     _check_dest(dest, overwrite)
-    params = _params(n_train, n_eval, size, seed, junk)
-    size = tuple(params['size'])
-    with atomic_folder(dest) as tmp:
-        for f in ('train/images', 'eval/images', 'answers'): (tmp/f).mkdir(parents=True)
-        rows, train_jobs = _train_jobs(tmp/'train'/'images', n_train, seed, size, junk)
-        rng = np.random.default_rng([seed, 1])                 # eval file names, then the order of info.csv
-        labels, eval_jobs = _eval_jobs(tmp/'eval'/'images', n_eval, seed, DEMO_FIRST_ID + n_train, size, rng)
-        _render_all(train_jobs + eval_jobs, n_workers)
-        pd.DataFrame(rows).to_csv(tmp/'train'/'train.csv', index=False)
-        labels = pd.DataFrame(labels).iloc[rng.permutation(len(labels))]
-        labels[['ImageID']].assign(ans=0).to_csv(tmp/'eval'/'info.csv', index=False)
-        labels.to_csv(tmp/'answers'/'eval_labels.csv', index=False)
-        (tmp/'.complete').write_text(json.dumps(params))
+    size = tuple(_params(n_train, n_eval, size, seed, junk)['size'])
+    with atomic_folder(dest) as tmp: _write_demo(tmp, n_train, n_eval, size, seed, junk, n_workers)
     return dest
 
 # %% ../nbs/06_demo.ipynb #c03f12dc
 def demo_data(dest=None, n_train:int=100, n_eval:int=40, size:tuple=(384, 512), seed:int=0, junk:bool=False, n_workers:int|None=None) -> Path:
-    "Path of a complete demo dataset with these settings, generated only if needed into `dest` (default: under `cache_dir()/'demo'`)."
+    "Path of a complete demo dataset with these settings, generated only if needed into `dest` (default: the cache folder `demo`)."
     params = _params(n_train, n_eval, size, seed, junk)
-    if dest is None: dest = cache_dir()/'demo'/hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
-    dest = Path(dest).expanduser()
-    if is_demo_complete(dest, params): return dest
-    from filelock import FileLock   # (a torch dependency) processes asking at once: one generates, the others wait, none replaces a set in use
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(dest.parent/f'.{dest.name}.lock')):
-        if is_demo_complete(dest, params): return dest
-        return make_demo_data(dest, n_train, n_eval, size, seed, junk, overwrite=True, n_workers=n_workers)
+    if n_train < 1 or n_eval < 1: raise ValueError(f"need at least one train and one eval person, got n_train={n_train}, n_eval={n_eval}")
+    if dest is None: cache, key = DiskCache('demo', fanout=False), content_key(params)[:12]
+    else:
+        dest = Path(dest).expanduser(); cache, key = DiskCache('demo', root=dest.parent, fanout=False), dest.name
+        if not is_demo_complete(dest, params): _check_dest(dest, overwrite=True)   # never replaces a folder of other files
+    return cached_folder(cache, key, lambda tmp: _write_demo(tmp, n_train, n_eval, tuple(params['size']), seed, junk, n_workers),
+                         lambda p: is_demo_complete(p, params))

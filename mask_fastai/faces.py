@@ -13,9 +13,9 @@ import numpy as np, pandas as pd, torch
 from PIL import Image
 from fastprogress.fastprogress import progress_bar
 from fastcore.meta import delegates
-from .core import cache_dir as core_cache_dir
 from .data import load_rgb, image_size, ImageReadError, why_unreadable
 from .files import atomic_write
+from .cache import DiskCache, file_digest, content_key
 
 # %% auto #0
 __all__ = ['ASPECT', 'FACES_VERSION', 'CROP_COLS', 'DRAFT_FACTOR', 'fit_box', 'face_box', 'portrait_box', 'cuda_or_cpu',
@@ -77,7 +77,7 @@ def _detect_batch(ims:list, device:str, min_face_size:int=40, thresholds:tuple=(
     return res
 
 # %% ../nbs/07_faces.ipynb #90f095fe
-FACES_VERSION = 'faces-2'
+FACES_VERSION = 'faces-3'
 
 @dataclass(frozen=True)
 class CropSettings:
@@ -99,15 +99,14 @@ class CropSettings:
         object.__setattr__(self, 'thresholds', tuple(float(t) for t in self.thresholds))
 
     def key_fields(self) -> dict:
-        "The settings as they enter the cache key (names and grouping fixed by `faces-2` entries)."
+        "The settings as they enter the cache key."
         return dict(version=FACES_VERSION, margin=self.margin, size=list(self.size), detect_size=self.detect_size, min_prob=self.min_prob,
                     min_face_size=self.min_face_size, thresholds=list(self.thresholds), fallback=[self.fallback_width, self.fallback_cy],
                     quality=self.quality)
 
-    def cache_key(self, path, nbytes:int, mtime_ns:int) -> str:
-        "Cache key (SHA-1 hex) of the crop of the source at resolved `path`, `nbytes` long and modified at `mtime_ns`."
-        d = dict(path=str(path), nbytes=nbytes, mtime_ns=mtime_ns, **self.key_fields())
-        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()
+    def cache_key(self, digest:str) -> str:
+        "Cache key of the crop, with these settings, of a source whose bytes have `digest` (`cache.file_digest`)."
+        return content_key(digest, self.key_fields())
 
     def crop_box(self, det, w:int, h:int) -> tuple:
         "`(box, prob)` in a `w` x `h` image for detection `det` (`(box, prob)` or `None`): the face box if `prob >= min_prob`, else the portrait box and NaN."
@@ -115,7 +114,7 @@ class CropSettings:
         return portrait_box(w, h, self.fallback_width, self.fallback_cy), float('nan')
 
 # %% ../nbs/07_faces.ipynb #d667a48b
-_SIDECAR_TYPES = dict(crop_nbytes=int, detected=bool, x0=int, y0=int, x1=int, y1=int)
+_SIDECAR_TYPES = dict(crop_nbytes=int, crop_blake2b=str, detected=bool, x0=int, y0=int, x1=int, y1=int)
 
 def _entry(root:Path, key:str) -> tuple:
     "Paths of the crop and of its sidecar for `key`."
@@ -127,17 +126,18 @@ def _read_entry(jpg:Path, meta:Path, size:tuple) -> dict|None:
     try:
         m = json.loads(meta.read_bytes())
         if m.get('version') != FACES_VERSION or not all(isinstance(m.get(k), t) for k, t in _SIDECAR_TYPES.items()): return None
-        if not (m.get('prob') is None or isinstance(m['prob'], float)) or jpg.stat().st_size != m['crop_nbytes']: return None
-        with Image.open(jpg) as im: return m if im.size == tuple(size) else None
+        data = jpg.read_bytes()
+        if not (m.get('prob') is None or isinstance(m['prob'], float)) or len(data) != m['crop_nbytes']: return None
+        if hashlib.blake2b(data, digest_size=16).hexdigest() != m['crop_blake2b']: return None
+        with Image.open(io.BytesIO(data)) as im: return m if im.size == tuple(size) else None
     except Exception: return None     # whatever is wrong with an entry, it is made again rather than stopping the run
 
 def _err(e:Exception) -> str: return e.reason if isinstance(e, ImageReadError) and e.reason else f"{type(e).__name__}: {e}"
 
 def _look_up(p:str, root:Path, cfg:CropSettings) -> tuple:
     "`(key, cached result or None)` of source `p`, or `(None, error)` when the source is not there."
-    try: rp = Path(p).resolve(); st = rp.stat()
+    try: key = cfg.cache_key(file_digest(p))
     except OSError as e: return None, ImageReadError(p, why_unreadable(p, e))
-    key = cfg.cache_key(rp, st.st_size, st.st_mtime_ns)
     jpg, meta = _entry(root, key)
     m = _read_entry(jpg, meta, cfg.size)
     return key, None if m is None else dict(m, crop_path=str(jpg))     # still right if the cache folder moved
@@ -206,7 +206,7 @@ def _save_crop(root:Path, key:str, im:Image.Image, wh:tuple, det, cfg:CropSettin
     jpg, meta = _entry(root, key)
     atomic_write(jpg, buf.getvalue())
     m = dict(version=FACES_VERSION, crop_path=str(jpg), detected=not np.isnan(prob), prob=None if np.isnan(prob) else prob,
-             x0=box[0], y0=box[1], x1=box[2], y1=box[3], crop_nbytes=len(buf.getvalue()))
+             x0=box[0], y0=box[1], x1=box[2], y1=box[3], crop_nbytes=len(buf.getvalue()), crop_blake2b=hashlib.blake2b(buf.getvalue(), digest_size=16).hexdigest())
     atomic_write(meta, json.dumps(m))
     return m
 
@@ -245,8 +245,10 @@ def face_crops(paths, cache_dir=None, *, batch_size:int=32, device=None, num_thr
     "Face crop (cached JPEG) of each image in `paths` with the `CropSettings` in `kwargs`: one row per path with crop file, box and detection result."
     paths = [str(p) for p in (paths.tolist() if hasattr(paths, 'tolist') else paths)]
     cfg = CropSettings(**kwargs)
-    root = Path(cache_dir) if cache_dir is not None else core_cache_dir('faces')
+    cache = DiskCache('faces', root=cache_dir)
+    root = cache.root
     rows, todo, errors = _cache_hits(paths, root, cfg, n_workers)
+    if todo: cache._writable(); cache.sweep()
     batches, bad_headers = _detection_batches({key: paths[ix[0]] for key, ix in todo.items()}, cfg.detect_size, batch_size, n_workers)
     made, bad_loads = _detect_and_save(batches, root, cfg, device or cuda_or_cpu(), num_threads, n_workers, progress)
     for key, m in made.items():

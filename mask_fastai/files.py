@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_files.ipynb #8bc2343f
 from __future__ import annotations
-import contextlib, json, os, tempfile
+import contextlib, json, os, secrets
 from pathlib import Path
 
 # %% auto #0
@@ -12,12 +12,20 @@ __all__ = ['atomic_write_many', 'atomic_write', 'read_json', 'atomic_folder', 'a
            'is_disk_full', 'check_outputs']
 
 # %% ../nbs/01_files.ipynb #b021b124
+def _through_links(fn) -> Path:
+    "The file an output `fn` stands for: `fn` itself, or the target of the symbolic link `fn` (written through, the link kept)."
+    fn = Path(fn)
+    return Path(os.path.realpath(fn)) if fn.is_symlink() else fn
+
+def _temp_name(fn:Path) -> Path: return fn.parent/f'.{fn.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp'
+
 def _temp_beside(fn:Path) -> Path:
-    "A new, empty temporary file in `fn`'s folder (created there so that the rename cannot cross file systems)."
+    "A new, empty temporary file in `fn`'s folder (so the rename cannot cross file systems), with the mode `open` gives: the umask applies."
     fn.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=fn.parent, prefix=f'.{fn.name}.', suffix='.tmp')
-    os.close(fd)
-    return Path(tmp)
+    while True:
+        tmp = _temp_name(fn)
+        try: os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)); return tmp
+        except FileExistsError: continue
 
 def _write(tmp:Path, data):
     if isinstance(data, str): data = data.encode('utf-8')
@@ -30,13 +38,13 @@ def _naming(e:OSError, fn) -> OSError:
 
 def atomic_write_many(files:dict) -> list:
     "Write `{path: str|bytes}`: every file to a temporary name first, then all renamed; readers never see one new and another half written."
-    for fn in map(Path, files):
+    files = {_through_links(fn): data for fn, data in files.items()}
+    for fn in files:
         if fn.is_dir(): raise IsADirectoryError(f"{fn}: a folder stands where this file should be written")
     tmps = {}
     try:
         for fn, data in files.items():
-            fn = Path(fn); tmps[fn] = _temp_beside(fn)
-            try: _write(tmps[fn], data)
+            try: tmps[fn] = _temp_beside(fn); _write(tmps[fn], data)
             except OSError as e: raise _naming(e, fn) from None   # name the file the user asked for, not the temporary one
         for fn, tmp in tmps.items(): os.replace(tmp, fn)
     except BaseException:
@@ -66,7 +74,7 @@ def atomic_folder(dest):
     "Context manager yielding a temporary folder that becomes `dest` (replacing it) when the block succeeds, and is removed when it fails."
     import shutil
     dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f'.{dest.name}.', suffix='.tmp'))
+    tmp = _temp_name(dest); tmp.mkdir()   # mode 0o777 less the umask, as any new folder
     try:
         yield tmp
         if dest.exists(): shutil.rmtree(dest)
@@ -77,9 +85,10 @@ def atomic_folder(dest):
 @contextlib.contextmanager
 def atomic_path(fn):
     "Context manager yielding a temporary path beside `fn` to write; it becomes `fn` when the block succeeds and is removed when it fails."
-    fn = Path(fn)
+    fn = _through_links(fn)
     if fn.is_dir(): raise IsADirectoryError(f"{fn}: a folder stands where this file should be written")
-    tmp = _temp_beside(fn)
+    try: tmp = _temp_beside(fn)
+    except OSError as e: raise _naming(e, fn) from None
     try:
         try: yield tmp
         except OSError as e: raise _naming(e, fn) from None
