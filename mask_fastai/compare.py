@@ -8,10 +8,11 @@ import json, os
 from pathlib import Path
 import numpy as np, pandas as pd
 from .files import read_json
+from .runfolder import run_kind, is_finished, read_metrics, read_train_settings, fold_dirs
 
 # %% auto #0
 __all__ = ['RUN_ONLY', 'KEY_SETTINGS', 'records_file', 'read_records', 'flags_from_defaults', 'bench_table', 'run_folders',
-           'run_settings', 'eval_scores', 'run_row', 'differing', 'runs_table', 'plot_runs']
+           'run_settings', 'latest_submission', 'eval_scores', 'run_row', 'differing', 'runs_table', 'plot_runs']
 
 # %% ../nbs/27_compare.ipynb #ccc2163c
 def records_file() -> Path:
@@ -57,36 +58,37 @@ def bench_table(names=None, fn=None, mean_seeds:bool=False, missing:str='raise')
     return df.reset_index(drop=True)
 
 # %% ../nbs/27_compare.ipynb #5369bd80
-def _is_run(d:Path) -> bool: return (d/'config.json').exists() or (d/'kfold.json').exists()
-
 def run_folders(paths) -> list:
     "The run and k-fold folders in `paths`: each path is one, or a folder holding them (one level down)."
     found = []
     for p in map(Path, paths):
         if not p.is_dir(): raise FileNotFoundError(f"{p}: no such folder")
-        runs = [p] if _is_run(p) else sorted(d for d in p.iterdir() if d.is_dir() and _is_run(d))
+        runs = [p] if run_kind(p) else sorted(d for d in p.iterdir() if d.is_dir() and run_kind(d))
         if not runs: raise ValueError(f"{p}: not a run or k-fold folder, and holds none")
         found += [r for r in runs if r not in found]
     return found
 
 def run_settings(d:Path) -> dict:
     "The resolved training settings of run or k-fold folder `d` (lists as tuples, so they compare)."
-    conf = read_json(d/'kfold.json', 'k-fold plan')['config'] if (d/'kfold.json').exists() else read_json(d/'config.json', 'run config')['train']
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in conf.items() if k not in ('data', 'out', 'fold')}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in read_train_settings(d).items() if k not in ('data', 'out', 'fold')}
 
 # %% ../nbs/27_compare.ipynb #3dd3d638
+def latest_submission(d:Path) -> Path|None:
+    "The most recent submission saved in run folder `d` (a `.csv` beside its `.probs.csv`, not inside a fold), or None."
+    own = [p for p in Path(d).rglob('*.probs.csv') if not any(run_kind(Path(d)/q) for q in list(p.relative_to(d).parents)[:-1])]   # not a fold's
+    subs = [s for s in (p.with_name(p.name[:-len('.probs.csv')] + '.csv') for p in own) if s.exists()]
+    return max(subs, key=lambda s: (s.stat().st_mtime_ns, s.name)) if subs else None
+
 def eval_scores(d:Path, key) -> dict:
-    "`eval_<name>`: macro F1 against answer key `key` of every submission in `d` (found by its `<name>.probs.csv` beside it)."
+    "`eval_f1`: macro F1 of run folder `d`'s most recent submission against answer key `key`, and `eval_of`, that submission's file."
     from mask_fastai.metrics import score_submission
-    own = [p for p in d.rglob('*.probs.csv') if not any(_is_run(d/q) for q in list(p.relative_to(d).parents)[:-1])]   # not a fold's
-    subs = sorted(p.with_name(p.name[:-len('.probs.csv')] + '.csv') for p in own)
-    return {f"eval_{s.relative_to(d).with_suffix('').as_posix()}": round(score_submission(s, key)['f1_macro'], 4) for s in subs if s.exists()}
+    s = latest_submission(d)
+    return dict(eval_f1=None, eval_of=None) if s is None else dict(eval_f1=round(score_submission(s, key)['f1_macro'], 4), eval_of=s.relative_to(d).as_posix())
 
 def run_row(d:Path, key=None) -> dict:
     "One row of the runs table: folder, kind, finished, validation (k-fold: out-of-fold) macro F1, epochs, minutes, eval scores."
-    from mask_fastai.runs import is_finished
-    kfold, done = (d/'kfold.json').exists(), is_finished(d)
-    m = read_json(d/'metrics.json', 'run metrics') if done else {}
+    kfold, done = run_kind(d) == 'kfold', is_finished(d)
+    m = read_metrics(d) if done else {}
     row = dict(run=d.as_posix(), kind=f"{m.get('folds', '')}-fold" if kfold else 'run', finished=done,
                valid_f1=m.get('oof_f1_macro' if kfold else 'f1_macro'), epochs_run=m.get('epochs_run'),
                minutes=round(m['seconds'] / 60, 1) if 'seconds' in m else None)
@@ -102,20 +104,21 @@ def differing(settings:list) -> list:
 
 def runs_table(paths, key=None, sort:str|None='valid_f1') -> pd.DataFrame:
     "Run and k-fold folders in `paths` as one table: the settings that differ, the scores (eval ones with answer `key`), time; sorted by `sort`, best first."
+    from mask_fastai.config import flag_text
     dirs = run_folders(paths)
     sets = [run_settings(d) for d in dirs]
     cols = differing(sets)
-    df = pd.DataFrame([{**run_row(d, key), **{c: s.get(c) for c in cols}} for d, s in zip(dirs, sets)])
+    df = pd.DataFrame([{**run_row(d, key), **{c: flag_text(s.get(c)) for c in cols}} for d, s in zip(dirs, sets)])
     if sort:
-        if sort not in df: raise KeyError(f"cannot sort by {sort!r}: the columns are {', '.join(df.columns)}")
+        if sort not in df: raise ValueError(f"--sort {sort}: no such column; the columns are {', '.join(df.columns)}")
         df = df.sort_values(sort, ascending=sort in ('run', 'minutes'), na_position='last', kind='stable')
     return df.reset_index(drop=True)
 
 # %% ../nbs/27_compare.ipynb #38cbda57
 def plot_runs(df:pd.DataFrame, y:str|None=None, ax=None):
-    "Macro F1 (`y`: the first eval column, else `valid_f1`) against training minutes, one labelled point per run."
+    "Macro F1 (`y`: `eval_f1` when there is one, else `valid_f1`) against training minutes, one labelled point per run."
     import matplotlib.pyplot as plt
-    y = y or next((c for c in df if c.startswith('eval_')), 'valid_f1')
+    y = y or ('eval_f1' if 'eval_f1' in df and df.eval_f1.notna().any() else 'valid_f1')
     ax = ax or plt.subplots(figsize=(6, 4))[1]
     d = df.dropna(subset=[y, 'minutes'])
     ax.scatter(d.minutes, d[y])

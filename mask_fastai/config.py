@@ -254,7 +254,8 @@ def add_config_args(p:argparse.ArgumentParser, cls=None, defaults:dict|None=None
     "One `--flag` per field of config dataclass `cls` (default: `TrainConfig`) on parser `p`, typed by its annotation, with its comment as help."
     for name, tp, default, help in config_fields(cls):
         shown = flag_text((defaults or {}).get(name, default))
-        p.add_argument('--' + name.replace('_', '-'), default=argparse.SUPPRESS, help=f"{help} (default: {shown})", **cli_kwargs(tp))
+        text = help if 'default' in (help or '') else f"{help} (default: {shown})"   # a help that explains its default says it once
+        p.add_argument('--' + name.replace('_', '-'), default=argparse.SUPPRESS, help=text, **cli_kwargs(tp))
 
 def _as_value(v):
     "A parsed flag as a config value: lists as tuples, a lone `none` as None."

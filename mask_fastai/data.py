@@ -274,6 +274,10 @@ def apply_corrections(df:pd.DataFrame, corrections='default', age_bins=AGE_BINS)
             a, b = sel & (df['stem'] == 'incorrect_mask'), sel & (df['stem'] == 'normal')
             df.loc[a, 'mask'], df.loc[b, 'mask'] = STEM_TO_MASK['normal'], STEM_TO_MASK['incorrect_mask']
         report.append((r.id, r.field, r.value, True))
+    if report and not any(r[3] for r in report) and not (isinstance(corrections, str) and corrections == 'default'):
+        ids = ', '.join(dict.fromkeys(repr(r[0]) for r in report[:3]))
+        raise ValueError(f"{corrections if not isinstance(corrections, pd.DataFrame) else 'corrections'}: none of its {len(report)} correction(s) names a person of this data "
+                         f"(ids {ids}...): the id column holds the first part of a folder name, e.g. 000001 (or pass --corrections none)")
     df = set_labels(df, age_bins) if 'age_group' in df else df
     df.attrs['corrections'] = [dict(zip(('id', 'field', 'value', 'applied'), r)) for r in report]   # plain records: pandas compares attrs
     return df

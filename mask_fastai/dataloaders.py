@@ -149,12 +149,15 @@ def decoded_images(paths, size=(128, 96), cache:bool=True, bs:int=64, num_worker
 
 # %% ../nbs/09_dataloaders.ipynb #ffb26b16
 class DecodedDL:
-    "Batches `(x,)` of float images, normalised by `stats`, from a uint8 `(n, 3, h, w)` array (`decoded_images`): what `image_dl` yields, without per-image work."
-    def __init__(self, x, stats=None, bs:int=64, device=None):
+    "Batches `(x,)` of float images (`(x, y)` with `labels`), normalised by `stats`, from a uint8 `(n, 3, h, w)` array (`decoded_images`): what `image_dl` yields, without per-image work."
+    def __init__(self, x, stats=None, bs:int=64, device=None, labels=None):
         self.x, self.bs, self.device = x, bs, device or default_device()
+        self.labels = None if labels is None else torch.as_tensor(np.asarray(labels)).long()
+        if self.labels is not None and len(self.labels) != len(x): raise ValueError(f"{len(x)} images but {len(self.labels)} labels")
         self.norm = Normalize.from_stats(*stats, cuda=False) if stats is not None else noop
     def __len__(self): return (len(self.x) + self.bs - 1) // self.bs
     def __iter__(self):
         for i in range(0, len(self.x), self.bs):
-            xb = torch.from_numpy(np.array(self.x[i:i + self.bs])).to(self.device).float().div_(255)   # np.array: a writable copy of the read-only cache
-            yield (self.norm(TensorImage(xb)),)
+            xb = torch.from_numpy(np.array(self.x[i:i + self.bs])).to(self.device).float().div_(255)   # np.array: a writable copy of a read-only array
+            xb = self.norm(TensorImage(xb))
+            yield (xb,) if self.labels is None else (xb, TensorCategory(self.labels[i:i + self.bs].to(self.device)))

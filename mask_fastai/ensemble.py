@@ -12,8 +12,8 @@ from .files import atomic_write, read_csv, read_json
 from .metrics import macro_f1, macro_f1_grid
 
 # %% auto #0
-__all__ = ['DEFAULT_OFFSET_GRID', 'as_probs', 'read_probs', 'task_marginals', 'soft_vote', 'hard_vote', 'offset_basis',
-           'fit_offsets', 'apply_offsets', 'save_offsets', 'load_offsets']
+__all__ = ['DEFAULT_OFFSET_GRID', 'as_probs', 'read_probs', 'task_marginals', 'soft_vote', 'hard_vote', 'vote', 'offset_basis',
+           'fit_offsets', 'apply_offsets', 'save_offsets', 'load_offsets', 'tune_offsets']
 
 # %% ../nbs/14_ensemble.ipynb #dc8da0dd
 def as_probs(x, name:str='probs') -> np.ndarray:
@@ -93,6 +93,13 @@ def hard_vote(probs_or_preds) -> np.ndarray:
     cand &= s == s.max(1, keepdims=True)
     return np.where(cand, first, len(arrs) + 1).argmin(1)
 
+# %% ../nbs/14_ensemble.ipynb #911a542c
+def vote(probs_list, how:str='soft') -> tuple:
+    "`(mean probabilities, classes)` of several models' `(n, 18)` probabilities: classes by the mean (`how='soft'`) or by majority (`'hard'`)."
+    if how not in ('soft', 'hard'): raise ValueError(f"vote must be 'soft' or 'hard', got {how!r}")
+    probs = soft_vote(probs_list)
+    return probs, (hard_vote(probs_list) if how == 'hard' else probs.argmax(1))
+
 # %% ../nbs/14_ensemble.ipynb #8875b919
 DEFAULT_OFFSET_GRID = tuple(np.round(np.arange(-3, 3.0001, 0.1), 2))
 
@@ -156,3 +163,16 @@ def load_offsets(fn) -> np.ndarray:
     o = np.asarray(d['offsets'], dtype=np.float64)
     if o.shape != (N_CLASSES,) or not np.isfinite(o).all(): raise ValueError(f"{fn}: 'offsets' must be {N_CLASSES} finite numbers")
     return o
+
+def tune_offsets(run_dir, structure:str='task', out=None) -> dict:
+    "Fit decision offsets on the out-of-fold table of k-fold folder `run_dir` (or a run's validation predictions), write them to `out` (default `run_dir/offsets.json`); what was fitted, and the F1 before and after on the data it was fitted on (which flatters it)."
+    from mask_fastai.runfolder import run_kind, read_valid_probs, OOF, VALID_PROBS, OFFSETS
+    d = Path(run_dir)
+    if run_kind(d) is None: raise FileNotFoundError(f"{d}: not a run folder (valid_probs.csv) nor a k-fold folder (oof.csv)")
+    src, t = d/(OOF if run_kind(d) == 'kfold' else VALID_PROBS), read_valid_probs(d)
+    out = Path(out) if out else d/OFFSETS
+    P, y = t[PROB_COLS].to_numpy(), t['label'].to_numpy()
+    off = fit_offsets(P, y, structure=structure)
+    before, after = macro_f1(y, P.argmax(1)), macro_f1(y, apply_offsets(P, off).argmax(1))
+    save_offsets(off, out, fitted_on=str(src), structure=structure, f1_before=before, f1_after=after)
+    return dict(offsets=str(out), fitted_on=str(src), images=len(t), f1_before=round(before, 4), f1_after_on_fitting_data=round(after, 4))

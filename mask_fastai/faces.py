@@ -11,11 +11,11 @@ from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 import numpy as np, pandas as pd, torch
 from PIL import Image
-from fastprogress.fastprogress import progress_bar
 from fastcore.meta import delegates
 from .data import load_rgb, image_size, ImageReadError, why_unreadable
 from .files import atomic_write
 from .cache import DiskCache, file_digest, content_key
+from .progress import bar
 
 # %% auto #0
 __all__ = ['ASPECT', 'FACES_VERSION', 'CROP_COLS', 'DRAFT_FACTOR', 'fit_box', 'face_box', 'portrait_box', 'cuda_or_cpu',
@@ -221,7 +221,8 @@ def _detect_and_save(batches:list, root:Path, cfg:CropSettings, device:str, num_
     errors, saves = {}, []
     with ThreadPoolExecutor(n_workers) as ex:            # loads the next batch and saves crops while MTCNN runs
         pending = _load_batch(ex, batches[0], cfg.size) if batches else []
-        for bi in (progress_bar(range(len(batches)), leave=False) if progress and batches else range(len(batches))):
+        n = sum(len(b[1]) for b in batches)
+        for bi in (bar(range(len(batches)), f'face crops of {n} photos (batches)') if progress and batches else range(len(batches))):
             loaded = [f.result() for f in pending]
             pending = _load_batch(ex, batches[bi + 1], cfg.size) if bi + 1 < len(batches) else []
             ok = []

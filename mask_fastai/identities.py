@@ -10,6 +10,8 @@ from .core import *
 from .ensemble import as_probs, task_marginals
 from .model import create_body, norm_stats
 from .dataloaders import image_dl
+from .data import load_rgb
+from .progress import bar, phase
 
 # %% auto #0
 __all__ = ['IDENTITY_TAP', 'group_identities', 'group_purity', 'pool_identities', 'combine_embeddings', 'identity_features',
@@ -129,7 +131,7 @@ def combine_embeddings(blocks, centre_by=None) -> np.ndarray:
 def _thumb(fn, size=(64, 48)) -> np.ndarray:
     "Top and bottom quarters of a `size` thumbnail of photo `fn`, flattened: background, hair and clothes."
     from PIL import Image
-    im = Image.open(fn); im.draft('RGB', (size[1] * 2, size[0] * 2)); im = im.convert('RGB').resize((size[1], size[0]), Image.BILINEAR)
+    im = load_rgb(fn, min_size=(size[1] * 2, size[0] * 2)).resize((size[1], size[0]), Image.BILINEAR)   # upright, as every photo is read
     a = np.asarray(im, dtype=np.float32) / 255
     q = size[0] // 4
     return np.concatenate([a[:q].ravel(), a[-q:].ravel()])
@@ -145,7 +147,7 @@ def identity_features(paths, size=(128, 96), bs:int=64, num_workers:int|None=0, 
     dl = image_dl(paths, size, norm_stats(), bs=bs, num_workers=num_workers, device=device)
     body = create_body(pretrained=True).to(dl.device).eval()
     feats = []
-    for b in dl:
+    for b in bar(dl, f'identity features of {len(paths)} photos (batches)'):
         x = b[0] if isinstance(b, (tuple, list)) else b
         x, = body.forward_intermediates(x, indices=[IDENTITY_TAP], intermediates_only=True, stop_early=True, extra_blocks=True)
         feats.append(x.float().mean((2, 3)).cpu())
@@ -156,6 +158,9 @@ def identity_features(paths, size=(128, 96), bs:int=64, num_workers:int|None=0, 
 def identity_groups(probs, paths=None, embeddings=None, features:dict|None=None, **kwargs) -> np.ndarray:
     "Identity group per image: `identity_features` of `paths` (or given `features`) + optional model `embeddings`, mask-centred by the predicted mask, clustered by `group_identities(**kwargs)`."
     P = as_probs(probs)
+    with phase(f'identity grouping of {len(P)} photos'): return _identity_groups(P, paths, embeddings, features, **kwargs)
+
+def _identity_groups(P, paths, embeddings, features, **kwargs) -> np.ndarray:
     if features is None:
         if paths is None: raise ValueError("give the original image paths (or precomputed features)")
         features = identity_features(paths)

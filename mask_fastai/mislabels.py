@@ -146,30 +146,36 @@ def plot_candidates(candidates:pd.DataFrame, oof, k:int=12, fn=None, img_col:str
     return fig
 
 # %% ../nbs/26_mislabels.ipynb #c6730f50
-def _age_value(r:pd.Series, i, age_bins) -> str:
-    "The reviewed `value` of age-group candidate `r` (row `i`), else the age in its suggested group (of `age_bins`) nearest to the labelled age."
+def _age_value(r:pd.Series, where:str, age_bins) -> str:
+    "The reviewed `value` of age-group candidate `r`, else the age in its suggested group (of `age_bins`) nearest to the labelled age; errors start with `where`."
     v = str(r.get('value', '')).strip()
-    if v not in ('', 'nan', 'None'): return v
-    if str(r['suggested']) not in AGE_GROUP_NAMES: raise ValueError(f"candidate row {i}: suggested age group {r['suggested']!r} is not one of {AGE_GROUP_NAMES}")
-    g, age = AGE_GROUP_NAMES.index(str(r['suggested'])), r.get('age')
-    if age is None or pd.isna(age): raise ValueError(f"candidate row {i} ({r['id']}): an age correction needs the labelled 'age' or a reviewed 'value'")
+    if v not in ('', 'nan', 'None'):
+        if not v.isdigit() or int(v) > MAX_AGE: raise ValueError(f"{where}: column 'value': {v!r} is not an age in 0..{MAX_AGE}")
+        return v
+    if str(r['suggested']) not in AGE_GROUP_NAMES: raise ValueError(f"{where}: column 'suggested': {r['suggested']!r} is not one of {AGE_GROUP_NAMES}")
+    g, age = AGE_GROUP_NAMES.index(str(r['suggested'])), pd.to_numeric(r.get('age'), errors='coerce')
+    if pd.isna(age): raise ValueError(f"{where}: column 'age': an age correction needs the labelled age (a number) or a reviewed 'value'; got {r.get('age')!r}")
     lo = age_bins[g - 1] if g > 0 else 0
-    hi = age_bins[g] - 1 if g < len(age_bins) else 10**6
+    hi = age_bins[g] - 1 if g < len(age_bins) else MAX_AGE
     return str(int(min(max(int(age), lo), hi)))
 
-def candidates_to_corrections(candidates:pd.DataFrame, fn=None, accept_col:str='accept', age_bins=AGE_BINS) -> pd.DataFrame:
-    "Corrections table (`id,field,value,note`) of the accepted candidates (all if there is no `accept_col`), checked by `load_corrections`; written to `fn` if given."
-    c = candidates.copy()
-    if accept_col in c:
-        acc = c[accept_col].astype(str).str.strip().str.lower()
-        c = c[acc.isin(('1', 'true', 'yes', 'y', 'x'))]
-    rows = []
-    for i, r in c.iterrows():
-        note = f"mislabel finder: {r['kind']} score {float(r['score']):.2f}"
-        if r['kind'] == 'gender': rows.append((r['id'], 'gender', str(r['suggested']).lower(), note))
-        elif r['kind'] == 'mask_swap': rows.append((r['id'], 'swap', SWAP, note))
-        elif r['kind'] == 'age_group': rows.append((r['id'], 'age', _age_value(r, i, age_bins), note))
-        else: raise ValueError(f"candidate row {i}: unknown kind {r['kind']!r}")
+def _correction(r:pd.Series, where:str, age_bins) -> tuple:
+    "`(id, field, value, note)` of reviewed candidate `r`; a `ValueError` starting with `where` (file and line) naming the bad column."
+    score = pd.to_numeric(r.get('score'), errors='coerce')
+    if pd.isna(score): raise ValueError(f"{where}: column 'score': {r.get('score')!r} is not a number")
+    note = f"mislabel finder: {r['kind']} score {float(score):.2f}"
+    if r['kind'] == 'gender':
+        if str(r['suggested']).lower() not in GENDER_NAMES: raise ValueError(f"{where}: column 'suggested': {r['suggested']!r} is not one of {GENDER_NAMES}")
+        return (r['id'], 'gender', str(r['suggested']).lower(), note)
+    if r['kind'] == 'mask_swap': return (r['id'], 'swap', SWAP, note)
+    if r['kind'] == 'age_group': return (r['id'], 'age', _age_value(r, where, age_bins), note)
+    raise ValueError(f"{where}: column 'kind': {r['kind']!r} is not one of {MISLABEL_KINDS}")
+
+def candidates_to_corrections(candidates:pd.DataFrame, fn=None, accept_col:str='accept', age_bins=AGE_BINS, source:str='candidates') -> pd.DataFrame:
+    "Corrections table (`id,field,value,note`) of the accepted candidates (all if there is no `accept_col`), checked by `load_corrections`; written to `fn` if given. Errors name `source` and its CSV line."
+    c = candidates.reset_index(drop=True)
+    keep = c[accept_col].astype(str).str.strip().str.lower().isin(('1', 'true', 'yes', 'y', 'x')) if accept_col in c else pd.Series(True, index=c.index)
+    rows = [_correction(r, f"{source}: line {i + 2}", age_bins) for i, r in c[keep].iterrows()]
     out = pd.DataFrame(rows, columns=['id', 'field', 'value', 'note']).astype(str)
     load_corrections(out)   # the data layer must accept every row
     if fn is not None: atomic_write(fn, out.to_csv(index=False))

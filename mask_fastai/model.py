@@ -14,6 +14,7 @@ from fastai.torch_core import params
 from .core import *
 from .files import atomic_path, atomic_write, read_json
 from .config import ModelConfig, age_bin_edges
+from .runfolder import MODEL, CONFIG
 
 # %% auto #0
 __all__ = ['DEFAULT_ARCH', 'OFFLINE_WEIGHTS', 'combine_task_logits', 'task_log_probs', 'fine_to_group_matrix',
@@ -183,14 +184,17 @@ class MaskModel(nn.Module):
         super().__init__()
         self.body, self.head, self.cfg = body, head, cfg
         self.age_raw = None   # the age head's last raw outputs, for its loss on the true ages
+        self.extras = None    # in eval mode, the last batch's body 'features' (and 'age_bins'): what identity pooling reads
 
     def forward_tasks(self, x:torch.Tensor) -> dict:
-        "Dict of 'joint', 'mask', 'gender', 'age_group' and, for an age head learnt from the true ages, 'age_raw' and 'age_bins' outputs."
-        return self.head.forward_tasks(self.body(x))
+        "Dict of 'joint', 'mask', 'gender', 'age_group', the body's pooled 'features' and, for an age head learnt from the true ages, 'age_raw' and 'age_bins'."
+        f = self.body(x)
+        return {**self.head.forward_tasks(f), 'features': f}
 
     def forward(self, x:torch.Tensor) -> torch.Tensor:
         t = self.forward_tasks(x)
         self.age_raw = t.get('age_raw')
+        self.extras = None if self.training else {k: t[k] for k in ('features', 'age_bins') if k in t}
         return t['joint']
 
 def _n_features(body:nn.Module) -> int:
@@ -218,8 +222,8 @@ def save_mask_model(model:MaskModel, cfg:ModelConfig|None, dirpath) -> Path:
     from safetensors.torch import save_model as st_save
     cfg = cfg or model.cfg
     d = Path(dirpath); d.mkdir(parents=True, exist_ok=True)
-    with atomic_path(d/'model.safetensors') as tmp: st_save(model, str(tmp), force_contiguous=True)
-    cf = d/'config.json'
+    with atomic_path(d/MODEL) as tmp: st_save(model, str(tmp), force_contiguous=True)
+    cf = d/CONFIG
     meta = read_json(cf, 'run config') if cf.exists() else {}
     atomic_write(cf, json.dumps({**meta, 'model': cfg.to_dict()}, indent=2))
     return d
@@ -238,11 +242,11 @@ def _load_weights(model:MaskModel, fn:Path, cfg:ModelConfig):
 def load_mask_model(dirpath) -> tuple:
     "`(model, cfg)` rebuilt from a `save_mask_model` directory, in eval mode."
     d = Path(dirpath)
-    for f in ('config.json', 'model.safetensors'):
-        if not (d/f).exists(): raise FileNotFoundError(f"{d/f}: not found: not a save_mask_model directory")
-    conf = read_json(d/'config.json', 'run config')
-    if not isinstance(conf, dict) or 'model' not in conf: raise ValueError(f"{d/'config.json'}: has no 'model' key: not a saved model's config")
-    cfg = ModelConfig.from_dict(conf['model'])
-    model = create_mask_model(cfg, pretrained=False)
-    _load_weights(model, d/'model.safetensors', cfg)
+    for f in (CONFIG, MODEL):
+        if not (d/f).is_file(): raise FileNotFoundError(f"{d/f}: {'a link to a file that is gone' if (d/f).is_symlink() else 'not found'}: not a saved model")
+    conf = read_json(d/CONFIG, 'run config')
+    if not isinstance(conf, dict) or not isinstance(conf.get('model'), dict): raise ValueError(f"{d/CONFIG}: has no 'model' settings: not a saved model's config")
+    try: cfg = ModelConfig.from_dict(conf['model']); model = create_mask_model(cfg, pretrained=False)
+    except ValueError as e: raise ValueError(f"{d/CONFIG}: {e}") from None   # an unknown setting or architecture: name the file it came from
+    _load_weights(model, d/MODEL, cfg)
     return model.eval(), cfg

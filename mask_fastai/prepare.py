@@ -18,7 +18,7 @@ from .model import norm_stats
 from .files import atomic_write
 
 # %% auto #0
-__all__ = ['data_folder', 'prepare_data', 'person_split', 'describe_split', 'run_dataloaders']
+__all__ = ['data_folder', 'prepare_data', 'person_split', 'describe_split', 'run_dataloaders', 'split_table']
 
 # %% ../nbs/17_prepare.ipynb #1f5b577c
 def data_folder(data) -> Path:
@@ -27,17 +27,17 @@ def data_folder(data) -> Path:
     from mask_fastai.demo import demo_data
     return Path(demo_data())
 
-def prepare_data(cfg:TrainConfig, progress:bool=True, skipped_csv=None) -> pd.DataFrame:
-    "The split image table of a run: read, correct, crop, split by person, age policy on training rows, pseudo-labelled eval rows if asked. With `cfg.skip_bad`, what was dropped goes to `skipped_csv`."
-    kw = dict(corrections=cfg.corrections, age_bins=cfg.age_bins)
-    if cfg.skip_bad:
-        df, skipped = read_train(data_folder(cfg.data), problems='skip', **kw)
-        if skipped_csv is not None: atomic_write(skipped_csv, skipped.to_csv(index=False))   # kind,row,person,path,detail
-    else: df = read_train(data_folder(cfg.data), **kw)
+def prepare_data(cfg:TrainConfig, progress:bool=True) -> pd.DataFrame:
+    "The split image table of a run: read, correct, crop, split by person, age policy on training rows, pseudo-labelled eval rows if asked. `.attrs` keep the corrections' outcome and, with `cfg.skip_bad`, the skipped rows."
+    kw = dict(corrections=None if cfg.corrections in (None, 'none') else cfg.corrections, age_bins=cfg.age_bins)
+    if cfg.skip_bad: df, skipped = read_train(data_folder(cfg.data), problems='skip', **kw)
+    else: df, skipped = read_train(data_folder(cfg.data), **kw), None
+    corrections = df.attrs.get('corrections', [])
     if cfg.crop: df = add_face_crops(df, margin=cfg.crop_margin, progress=progress)
     if cfg.split == 'image': df = image_holdout(df, cfg.valid_pct, seed=cfg.seed)   # the leaky split, for comparison only (no age policy)
     else: df = person_split(df, cfg)
     if cfg.pseudo_labels: df = add_pseudo_labels(df, cfg, data_folder(cfg.data), progress=progress)
+    df.attrs = dict(corrections=corrections, **({} if skipped is None else dict(skipped=skipped)))   # kind,row,person,path,detail
     return df
 
 def person_split(df:pd.DataFrame, cfg:TrainConfig) -> pd.DataFrame:
@@ -58,6 +58,9 @@ def describe_split(df:pd.DataFrame) -> str:
                      f"female {ppl.gender.mean():.0%}; classes present {part.label.nunique()}/18")
     if 'pseudo' in df: lines.append(f"pseudo-labelled eval images in train: {int(df.pseudo.sum())} ({df[df.pseudo].person.nunique()} identity groups)")
     if 'detected' in df: lines.append(f"face crops: {df.detected.mean():.1%} detected by MTCNN, {int((~df.detected).sum())} portrait fallbacks")
+    if df.attrs.get('corrections'):
+        c = df.attrs['corrections']
+        lines.append(f"label corrections: {sum(r['applied'] for r in c)} of {len(c)} applied ({', '.join(sorted({r['field'] for r in c if r['applied']})) or 'none matched this data'})")
     lines.append(f"people in both train and valid: {len(set(df[df.is_valid].person) & set(df[~df.is_valid].person))}")
     return '\n'.join(lines)
 
@@ -67,3 +70,7 @@ def run_dataloaders(df:pd.DataFrame, cfg:TrainConfig) -> DataLoaders:
     stats = 'auto' if cfg.norm == 'data' else norm_stats(cfg.arch)
     return mask_dataloaders(df, size=cfg.size, bs=cfg.bs, aug=cfg.aug, img_col='crop_path' if cfg.crop else 'path', stats=stats,
                             age_target=uses_true_age(cfg), weighted=cfg.sampler, weight_power=cfg.weight_power, num_workers=cfg.num_workers)
+
+def split_table(dls:DataLoaders) -> pd.DataFrame:
+    "The split table a run's DataLoaders were made from: the training rows, then the validation rows (`is_valid`), in their order."
+    return pd.concat([dls.train_ds.items, dls.valid_ds.items], ignore_index=True)

@@ -10,10 +10,12 @@ import numpy as np, pandas as pd, torch
 from fastai.vision.all import *
 from .config import TrainConfig
 from .files import atomic_write, read_json
+from .runfolder import CHECKPOINTS, STATE, SPLIT, split_record, check_split
+from .prepare import data_folder, split_table
 
 # %% auto #0
 __all__ = ['EpochHistory', 'fit_one_cycle_from', 'recipe_phases', 'ResumeCheckpoint', 'read_checkpoint_state', 'same_run',
-           'load_checkpoint', 'fit_recipe']
+           'load_checkpoint', 'SaveBest', 'record_split', 'fit_recipe']
 
 # %% ../nbs/21_recipe.ipynb #ace6fd0e
 class EpochHistory(Callback):
@@ -73,7 +75,7 @@ class ResumeCheckpoint(Callback):
 
 def read_checkpoint_state(out) -> dict|None:
     "The `state.json` of an interrupted run in `out`, or `None`."
-    fn = Path(out)/'checkpoints'/'state.json'
+    fn = Path(out)/CHECKPOINTS/STATE
     return read_json(fn, 'checkpoint state') if fn.exists() else None
 
 def same_run(a:dict, b:dict) -> bool:
@@ -93,21 +95,44 @@ def _start_of(i:int, n:int, state) -> int|None:
     if i < state['phase'] or state['epoch'] >= n: return None
     return state['epoch']
 
-def fit_recipe(learn:Learner, cfg:TrainConfig, resume:bool=False) -> float:
-    "Train `learn` through `recipe_phases`, keeping the best epoch by f1_macro; `resume` continues after the last finished epoch. Returns the learning rate."
+class SaveBest(SaveModelCallback):
+    "fastai's `SaveModelCallback` keeping the epoch with the best f1_macro in `checkpoints/best.pth`, without its printed line (`EpochHistory` marks the best epoch)."
+    def __init__(self): super().__init__(monitor='f1_macro', comp=np.greater, fname='best', with_opt=False, reset_on_fit=False)
+    def after_epoch(self):
+        TrackerCallback.after_epoch(self)
+        if self.new_best: self._save(self.fname)
+
+def record_split(learn:Learner, cfg:TrainConfig, resume:bool=False):
+    "Write the run's `split.json` (what it trains and validates on), or, resuming, check that the data is still what the run started on."
+    now, fn = split_record(split_table(learn.dls), data_folder(cfg.data)), Path(learn.path)/SPLIT
+    if resume: check_split(read_json(fn, 'split record'), now, fn)
+    elif not rank_distrib(): atomic_write(fn, json.dumps(now))
+
+def _first_lr(learn:Learner, cfg:TrainConfig) -> float:
+    "The run's learning rate: the config's, or lr_find's suggestion (which must be a number)."
+    if cfg.lr is not None: return cfg.lr
+    lr = float(learn.lr_find(show_plot=False).valley)
+    if not np.isfinite(lr) or lr <= 0: raise RuntimeError(f"lr_find found no learning rate (suggested {lr}); give one with --lr, e.g. 2e-3")
+    return lr
+
+def fit_recipe(learn:Learner, cfg:TrainConfig|None=None, resume:bool=False) -> float:
+    "Train `learn` (its `cfg` by default) through `recipe_phases`, keeping the best epoch by f1_macro; `resume` continues after the last finished epoch. Returns the learning rate."
+    cfg = cfg or learn.cfg
     state = read_checkpoint_state(learn.path) if resume else None
-    if resume and state is None: raise FileNotFoundError(f"nothing to resume in {learn.path}: no checkpoints/state.json")
-    save_best = SaveModelCallback(monitor='f1_macro', comp=np.greater, fname='best', with_opt=False, reset_on_fit=False)
+    if resume and state is None: raise FileNotFoundError(f"nothing to resume in {learn.path}: no {CHECKPOINTS}/{STATE}")
+    record_split(learn, cfg, resume)
+    save_best = SaveBest()
     if state is not None:
         if not same_run(state['config'], cfg.to_dict()): raise ValueError(f"{learn.path}: the checkpoint was made with another config; resume with the saved one")
         lr = state['lr']
         load_checkpoint(learn)
         if state['best'] is not None: save_best.best = state['best']
-    else: lr = cfg.lr if cfg.lr is not None else float(learn.lr_find(show_plot=False).valley)
+    else: lr = _first_lr(learn, cfg)
     cbs = [save_best] + ([EarlyStoppingCallback(monitor='f1_macro', comp=np.greater, patience=cfg.early_stop)] if cfg.early_stop else [])
     for i, (name, n, lr_max, kw) in enumerate(recipe_phases(cfg, lr)):
         start = _start_of(i, n, state)
         if start is None: continue
         learn.freeze() if name == 'frozen' else learn.unfreeze()
         fit_one_cycle_from(learn, n, lr_max, start, cbs=cbs + [ResumeCheckpoint(cfg, i, start, lr, save_best)], **kw)
+    if (Path(learn.path)/learn.model_dir/'best.pth').exists(): learn.load('best', with_opt=False)   # also when a resumed run had nothing left to fit
     return lr

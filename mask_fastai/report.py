@@ -13,10 +13,11 @@ from PIL import Image
 from sklearn.manifold import TSNE
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from .core import *
-from .dataloaders import image_dl, as_hw
-from .faces import add_face_crops
-from .inference import predict_probs
+from .data import load_rgb
+from .dataloaders import DecodedDL
 from .model import task_log_probs
+from .learner import RunEnsemble
+from .files import atomic_folder
 from .metrics import mask_scores, TASK_SHORT_NAMES
 
 # %% auto #0
@@ -76,21 +77,21 @@ def per_task_table(y_true, y_pred) -> pd.DataFrame:
 
 # %% ../nbs/25_report.ipynb #73b88eb3
 def image_array(fn, size=None) -> np.ndarray:
-    "RGB image of `fn` as an array, squished to `size` (h, w) if given; a grey tile if it cannot be read."
+    "RGB image of `fn` as an array (read upright by `data.load_rgb`), squished to `size` (h, w) if given; a grey tile if it cannot be read."
     try:
-        im = Image.open(fn).convert('RGB')
+        im = load_rgb(fn, min_size=None if size is None else (size[1], size[0]))
         return np.asarray(im.resize((size[1], size[0])) if size is not None else im)
     except Exception: return np.full((size or (32, 24)) + (3,), 128, np.uint8)
 
 @dataclass
 class _Preds:
-    "A model's outputs on labelled images: what every figure of the report reads."
-    paths: list; y: np.ndarray; probs: np.ndarray; emb: np.ndarray; size: tuple; stats: object
+    "A model's outputs on labelled images: what every figure of the report reads; `x` are the images as the model read them, uint8 `(n, 3, h, w)`."
+    paths: list; y: np.ndarray; probs: np.ndarray; emb: np.ndarray; x: np.ndarray; stats: object
     pred: np.ndarray = field(init=False); loss: np.ndarray = field(init=False)
     def __post_init__(self):
         self.pred = self.probs.argmax(1)
         self.loss = -np.log(np.clip(self.probs[np.arange(len(self.y)), self.y], 1e-12, None))
-    def image(self, i:int) -> np.ndarray: return image_array(self.paths[i], self.size)
+    def image(self, i:int) -> np.ndarray: return np.asarray(self.x[i]).transpose(1, 2, 0)
 
 def _save_fig(fig, fn):
     fig.tight_layout(); fig.savefig(fn, dpi=80); plt.close(fig)
@@ -170,8 +171,7 @@ def _fig_tsne(out:Path, p:_Preds, max_tsne:int, rng:np.random.Generator, seed:in
 # %% ../nbs/25_report.ipynb #b70b3592
 def _fig_gradcam(out:Path, p:_Preds, model, n_cam:int) -> str:
     cam_idx = np.argsort(p.loss, kind='stable')[np.linspace(0, len(p.y) - 1, min(n_cam, len(p.y))).round().astype(int)]
-    xb = torch.cat([b[0] if isinstance(b, (tuple, list)) else b for b in image_dl([p.paths[i] for i in cam_idx], p.size, p.stats, bs=len(cam_idx), num_workers=0)])
-    xb = xb.to(next(model.parameters()).device)
+    xb, = next(iter(DecodedDL(np.asarray(p.x)[cam_idx], p.stats, bs=len(cam_idx), device=next(model.parameters()).device)))
     maps = {t: grad_cam(model, xb, task=t) for t in TASKS}
     fig, axs = plt.subplots(len(cam_idx), 4, figsize=(8, 2.6 * len(cam_idx)), squeeze=False)
     for r, i in enumerate(cam_idx):
@@ -192,18 +192,6 @@ def _labels_of(df:pd.DataFrame) -> np.ndarray:
     y = np.asarray(y)
     if len(y) and (pd.isna(y).any() or y.min() < 0 or y.max() >= N_CLASSES): raise ValueError(f"labels must be class ids 0..{N_CLASSES-1}")
     return y.astype(int)
-
-def _image_paths(df:pd.DataFrame, conf:dict, img_col:str|None) -> list:
-    "The files of `df` the model reads: `img_col`, else the face crops if the run trained on them (made if missing), else `path`."
-    crop = bool((conf.get('train') or {}).get('crop'))
-    if img_col is None:
-        if crop and 'crop_path' not in df: df = add_face_crops(df, margin=conf['train'].get('crop_margin', 0.3), progress=False)
-        img_col = 'crop_path' if crop else 'path'
-    if img_col not in df: raise ValueError(f"the image table has no {img_col!r} column")
-    paths = df[img_col].astype(str).tolist()
-    missing = [p for p in paths if not Path(p).exists()]
-    if missing: raise FileNotFoundError(f"{len(missing)} image(s) not found, e.g. {missing[:3]}")
-    return paths
 
 def _write_tables(out:Path, p:_Preds) -> tuple:
     "Write `per_class.csv`, `per_task.csv`, `predictions.csv` and `scores.json`; return the scores and the two tables."
@@ -227,27 +215,32 @@ def _write_html(out:Path, title:str, n:int, scores:dict, pcls:pd.DataFrame, ptas
     (out/'report.html').write_text(f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>{style}</head><body>\n' + '\n'.join(body) + '\n</body></html>\n')
 
 # %% ../nbs/25_report.ipynb #4413cb65
-def mask_report(model, conf:dict, df:pd.DataFrame, out_dir, img_col:str|None=None, bs:int=32, num_workers:int|None=0,
-                top_k:int=16, max_tsne:int=1000, n_cam:int=6, seed:int=0, title:str='mask_fastai report') -> dict:
-    "Write the analysis PNGs, CSVs and `report.html` of `model` (with run config `conf`) on the labelled images of `df` into `out_dir`."
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+def _report_model(model):
+    "The one model Grad-CAM looks into: the model itself, or an ensemble's first (with its normalisation)."
+    return model.models[0] if isinstance(model, RunEnsemble) else model
+
+def mask_report(learn, df:pd.DataFrame, out_dir, bs:int=32, top_k:int=16, max_tsne:int=1000, n_cam:int=6, seed:int=0, title:str='mask_fastai report') -> dict:
+    "Write the analysis PNGs, CSVs and `report.html` of `learn` (a `MaskLearner`) on the labelled photos of `df` (`path`, `label`) into `out_dir`, replaced whole."
     if not len(df): raise ValueError("the image table is empty")
-    y = _labels_of(df)
-    size, stats = as_hw(conf.get('size', (128, 96))), conf.get('stats')
-    paths = _image_paths(df, conf, img_col)
-    probs, emb = (t.numpy() for t in predict_probs(model, image_dl(paths, size, stats, bs=bs, num_workers=num_workers), embeddings=True))
-    p = _Preds(paths, y, probs, emb, size, stats)
-    scores, pcls, ptask = _write_tables(out, p)
+    y, out = _labels_of(df), Path(out_dir)
+    dl = learn.test_dl(pd.DataFrame(dict(path=df['path'].astype(str).to_numpy(), label=y)), bs=bs, cache=False)
+    probs, _, extras = learn.get_preds(dl=dl, extras=True)
+    p = _Preds(list(df['path'].astype(str)), y, probs.numpy(), extras['features'].numpy(), dl.x, learn.run_input.stats if not isinstance(learn.model, RunEnsemble) else None)
     rng = np.random.default_rng(seed)
-    captions = dict(confusion=_fig_confusion(out, p), confusion_tasks=_fig_confusion_tasks(out, p), top_losses=_fig_top_losses(out, p, top_k),
-                    misclassified=_fig_misclassified(out, p, top_k, rng), tsne=_fig_tsne(out, p, max_tsne, rng, seed),
-                    gradcam=_fig_gradcam(out, p, model, n_cam))
-    _write_html(out, title, len(y), scores, pcls, ptask, captions)
+    with atomic_folder(out) as tmp:   # a report is replaced whole or not at all
+        scores, pcls, ptask = _write_tables(tmp, p)
+        captions = dict(confusion=_fig_confusion(tmp, p), confusion_tasks=_fig_confusion_tasks(tmp, p), top_losses=_fig_top_losses(tmp, p, top_k),
+                        misclassified=_fig_misclassified(tmp, p, top_k, rng), tsne=_fig_tsne(tmp, p, max_tsne, rng, seed),
+                        gradcam=_fig_gradcam(tmp, p, _report_model(learn.model), n_cam))
+        _write_html(tmp, title, len(y), scores, pcls, ptask, captions)
     return dict(html=out/'report.html', pngs={k: out/f'{k}.png' for k in captions}, scores=scores, per_class=pcls, per_task=ptask)
 
-def run_report(run_dir, df:pd.DataFrame, out_dir=None, **kwargs) -> dict:
-    "`mask_report` of the saved run in `run_dir` (default output: `run_dir/report`)."
-    from mask_fastai.runs import load_run  # the training stack, imported only when a run is loaded
-    model, conf = load_run(run_dir)
+def run_report(run_dir, df:pd.DataFrame|None=None, out_dir=None, **kwargs) -> dict:
+    "`mask_report` of the saved run in `run_dir` on `df` (default: its validation photos), into `out_dir` (default: `run_dir/report`)."
+    from mask_fastai.inference import load_run
+    from mask_fastai.runfolder import run_kind, read_valid_probs
+    if run_kind(run_dir) == 'kfold': raise ValueError(f"{run_dir}: a k-fold folder: report on one fold, e.g. {Path(run_dir)/'fold0'} (its validation people are that fold's)")
+    learn = load_run(run_dir)
+    if df is None: df = read_valid_probs(run_dir)[['path', 'label']]
     kwargs.setdefault('title', f'mask_fastai report: {Path(run_dir).name}')
-    return mask_report(model, conf, df, Path(run_dir)/'report' if out_dir is None else out_dir, **kwargs)
+    return mask_report(learn, df, Path(run_dir)/'report' if out_dir is None else out_dir, **kwargs)
