@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib, hashlib, json, os, shutil, time
 from pathlib import Path
 from .core import *
-from .files import atomic_write, atomic_folder
+from .files import atomic_write, atomic_folder, os_error_message
 
 # %% auto #0
 __all__ = ['TEMP_MAX_AGE', 'file_digest', 'content_key', 'DiskCache', 'cache_lock', 'cached_folder']
@@ -74,8 +74,8 @@ class DiskCache:
     def _writable(self):
         "Raise a one-line error naming the cache folder (and `MASK_FASTAI_CACHE`) when it cannot be created or written."
         try: self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as e: raise OSError(e.errno, f"{e.strerror}: cannot make the cache folder; set MASK_FASTAI_CACHE to a writable folder", str(self.root)) from None
-        if not os.access(self.root, os.W_OK): raise PermissionError(13, "not writable: set MASK_FASTAI_CACHE to a writable folder", str(self.root))
+        except OSError as e: raise ValueError(f"{self.root}: cannot make the cache folder ({os_error_message(e).split(': ')[-1]}); set MASK_FASTAI_CACHE to a writable folder") from None
+        if not os.access(self.root, os.W_OK): raise ValueError(f"{self.root}: the cache folder is not writable; set MASK_FASTAI_CACHE to a writable folder")
 
     def sweep(self, max_age:float=TEMP_MAX_AGE):
         "Once per process: remove temporary files that a killed writer left (those of dead processes here, or older than `max_age` seconds)."

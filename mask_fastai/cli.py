@@ -4,7 +4,7 @@
 
 # %% ../nbs/28_cli.ipynb #a23335f6
 from __future__ import annotations
-import argparse, json, os, sys, time
+import argparse, json, os, re, sys, time
 from pathlib import Path
 from .core import *
 from .config import TrainConfig, add_config_args, config_from_args
@@ -86,8 +86,8 @@ def cmd_train(args):
     out = Path(cfg.out)
     if out.exists() and not out.is_dir(): raise UsageError(f"{out}: a file where the run folder should be")
     if not is_empty(out) and not args.force: raise UsageError(f"{out}: exists and is not empty; pass --force to replace the run in it, or choose another --out")
-    check_replaceable(out)
-    try: metrics = train_folds(cfg, args.folds, quiet=args.quiet) if args.folds else train_run(cfg, quiet=args.quiet)[1]
+    check_replaceable(out)   # at once; the run checks both again under the folder's lock
+    try: metrics = train_folds(cfg, args.folds, quiet=args.quiet, replace=args.force) if args.folds else train_run(cfg, quiet=args.quiet, replace=args.force)[1]
     except DataProblemError as e: raise e.with_hint("Fix them, or pass --skip-bad to train on the rest (the skipped files are listed in OUT/skipped.csv).")
     if metrics is not None: _print_scores(metrics, out)   # None: a non-zero rank of a multi-process run, rank 0 reports
 
@@ -99,6 +99,11 @@ def _print_scores(metrics:dict, out):
     print(f"saved run to {out} (scores: {Path(out)/'metrics.json'})")
 
 # %% ../nbs/28_cli.ipynb #3b57c495
+def _written_through(out) -> Path:
+    "The submission file `--out` stands for: a symbolic link's target (the link stays, its target and the probability file beside it are written)."
+    out = Path(out)
+    return Path(os.path.realpath(out)) if out.is_symlink() else out
+
 def _predict_args(p):
     p.add_argument('--models', nargs='+', required=True, help='run folder(s) or k-fold folder(s); several are combined')
     p.add_argument('--out', default='submission.csv', help='submission file (default: submission.csv)')
@@ -114,7 +119,7 @@ def cmd_predict(args):
     from mask_fastai.runfolder import run_dirs, CONFIG, MODEL
     from mask_fastai.prepare import data_folder
     from mask_fastai.data import read_eval
-    data, out = data_folder(args.data), Path(args.out)
+    data, out = data_folder(args.data), _written_through(args.out)
     read_eval(data)   # the data's problems first: they name the rows to fix
     inputs = [data/'eval'/'info.csv', *([args.offsets] if args.offsets else [])] + [d/f for d in run_dirs(args.models) for f in (CONFIG, MODEL)]
     check_outputs([out, probs_path(out)], inputs, args.force)
@@ -132,7 +137,7 @@ def cmd_vote(args):
     "Soft (mean) or hard (majority) voting over probability files written by `predict`."
     from mask_fastai.inference import vote_files, probs_path
     from mask_fastai.prepare import data_folder
-    data, out = data_folder(args.data), Path(args.out)
+    data, out = data_folder(args.data), _written_through(args.out)
     check_outputs([out, probs_path(out)], [data/'eval'/'info.csv', *args.probs], args.force)
     sub = vote_files(data, args.probs, out, 'hard' if args.hard else 'soft')
     print(f"wrote {len(sub)} {'hard' if args.hard else 'soft'}-voted predictions of {len(args.probs)} probability files to {out}")
@@ -310,10 +315,17 @@ def main(argv=None):
 
 _FORESEEN = (OSError, ValueError, RuntimeError, KeyError)   # what the library raises for bad input: its message names the file, row or flag
 
+def _text(e:Exception) -> str:
+    "The message of `e` without the line fastai puts before errors raised in a callback."
+    msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    return re.sub(r'^Exception occured in `[^`]*` when calling event `[^`]*`:\n\t', '', msg)
+
 def error_message(e:Exception, args) -> str:
     "What the user reads for error `e` of the command `args`: the file or row and the cause; for a full disk, also how to go on."
-    if not isinstance(e, _FORESEEN): return f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''} (unexpected; run again with MASK_FASTAI_DEBUG=1 to see where)"
-    if not isinstance(e, OSError) or isinstance(e, FileNotFoundError) and e.filename is None: return str(e.args[0] if isinstance(e, KeyError) and e.args else e)
+    if not isinstance(e, _FORESEEN):
+        first = _text(e).strip().splitlines()[0] if _text(e).strip() else ''
+        return f"{type(e).__name__}: {first} (unexpected; run again with MASK_FASTAI_DEBUG=1 to see where)"
+    if not isinstance(e, OSError) or isinstance(e, FileNotFoundError) and e.filename is None: return _text(e)
     msg = os_error_message(e)
     if is_disk_full(e):
         again = f"`mask-fastai train --out {getattr(args, 'out', 'OUT')} --resume` continues from the last finished epoch" if args.command == 'train' else 'run the command again'

@@ -182,6 +182,7 @@ class TrainConfig(ModelConfig):
         "Config from `to_dict` output (lists become tuples); unknown keys are an error; runs saved with the old `cutmix` setting still load."
         return super().from_dict.__func__(cls, renamed_legacy_settings(d))
 
+# %% ../nbs/10_config.ipynb #ce6381a2
 def uses_true_age(cfg:TrainConfig) -> bool:
     "Does the run supervise an age head with the true ages (a second target)?"
     return cfg.age_head != 'group' and cfg.true_age_weight > 0

@@ -152,7 +152,7 @@ class DecodedDL:
     "Batches `(x,)` of float images (`(x, y)` with `labels`), normalised by `stats`, from a uint8 `(n, 3, h, w)` array (`decoded_images`): what `image_dl` yields, without per-image work."
     def __init__(self, x, stats=None, bs:int=64, device=None, labels=None):
         self.x, self.bs, self.device = x, bs, device or default_device()
-        self.labels = None if labels is None else torch.as_tensor(np.asarray(labels)).long()
+        self.labels = None if labels is None else torch.as_tensor(np.array(labels)).long()   # np.array: a copy torch may write
         if self.labels is not None and len(self.labels) != len(x): raise ValueError(f"{len(x)} images but {len(self.labels)} labels")
         self.norm = Normalize.from_stats(*stats, cuda=False) if stats is not None else noop
     def __len__(self): return (len(self.x) + self.bs - 1) // self.bs

@@ -4,13 +4,14 @@
 
 # %% ../nbs/22_distributed.ipynb #86c90d83
 from __future__ import annotations
+import os
 from contextlib import contextmanager
 import torch
 from fastai.vision.all import *
 from fastai.distributed import DistributedDL, DistributedTrainer
 
 # %% auto #0
-__all__ = ['CPUDistributedDL', 'CPUDistributedTrainer', 'init_distributed', 'rank0_first', 'distributed']
+__all__ = ['CPUDistributedDL', 'CPUDistributedTrainer', 'init_distributed', 'rank0_first', 'distributed', 'one_process']
 
 # %% ../nbs/22_distributed.ipynb #8606ed4e
 class CPUDistributedDL(DistributedDL):
@@ -52,3 +53,13 @@ def distributed(learn:Learner):
     if rank_distrib(): learn.remove_cb(ProgressCallback)
     try: yield learn
     finally: learn.remove_cb(trainer)
+
+@contextmanager
+def one_process():
+    "Inside, this process predicts on its own: fastai gathers predictions across processes whenever `WORLD_SIZE` says there are several (rank 0's final validation after data-parallel training)."
+    old = os.environ.get('WORLD_SIZE')
+    os.environ['WORLD_SIZE'] = '1'
+    try: yield
+    finally:
+        if old is None: del os.environ['WORLD_SIZE']
+        else: os.environ['WORLD_SIZE'] = old

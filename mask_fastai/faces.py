@@ -160,6 +160,9 @@ class FaceCropError(ValueError):
     "Raised when source images cannot be read; `.errors` maps each path to its error."
     def __init__(self, errors:dict, max_lines:int=25):
         self.errors = errors
+        if len(errors) == 1:
+            (p, e), = errors.items()
+            return super().__init__(f"{p}: {e} (the crops of the other images were cached; fix or remove it and run again)")
         lines = [f"{len(errors)} unreadable source image(s):"]
         lines += [f"  - {p}: {e}" for p, e in list(errors.items())[:max_lines]]
         if len(errors) > max_lines: lines.append(f"  ... and {len(errors) - max_lines} more (see `.errors`)")

@@ -24,8 +24,8 @@ from .files import atomic_write
 
 # %% auto #0
 __all__ = ['MIX_CALLBACKS', 'photo_items', 'RunInput', 'FlipTTA', 'Normalized', 'RunEnsemble', 'GatherExtras', 'MaskLearner',
-           'mix_callbacks', 'mask_loss', 'NonFiniteLoss', 'StopOnNonFinite', 'FirstTargetOnly', 'mask_learner',
-           'evaluate']
+           'mix_callbacks', 'mask_loss', 'NonFiniteLoss', 'StopOnNonFinite', 'FirstTargetOnly', 'check_input_size',
+           'mask_learner', 'evaluate']
 
 # %% ../nbs/20_learner.ipynb #a7c45041
 def _saved_image(im) -> str:
@@ -207,9 +207,19 @@ class FirstTargetOnly(Callback):
     def after_loss(self):
         if len(self.learn.yb) > 1: self.learn.yb = self.learn.yb[:1]
 
+def check_input_size(model:nn.Module, size, arch:str):
+    "Raise one line if `model` cannot take images of `size` (h, w): some backbones (ViT) are made for one input size."
+    h, w = as_hw(size)
+    try:
+        with torch.no_grad(): model.eval()(torch.zeros(1, 3, h, w))
+    except Exception as e:
+        raise ValueError(f"--arch {arch} cannot take --size {h} {w} ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}); choose a size it takes, or a convolutional arch") from None
+    finally: model.train()
+
 def mask_learner(dls:DataLoaders, cfg:TrainConfig, path=None, cbs=None) -> MaskLearner:
     "A `MaskLearner` to train for the 18-class task: timm body + heads, multi-task loss, competition metrics; `learn.cfg` is the run's config."
     model = create_mask_model(cfg.model_config())
+    check_input_size(model, cfg.size, cfg.arch)
     labels = torch.as_tensor(dls.train_ds.items['label'].to_numpy()) if cfg.class_weights else None
     run_input = RunInput(as_hw(cfg.size), None if dls.stats is None else tuple(tuple(float(v) for v in s) for s in dls.stats), cfg.crop, cfg.crop_margin, dls.device)
     learn = MaskLearner(dls, model, run_input, loss_func=mask_loss(cfg, labels), metrics=mask_metrics(), splitter=mask_splitter, wd=cfg.wd,

@@ -8,24 +8,29 @@ import contextlib, sys, time
 from fastprogress.fastprogress import ProgressBar, MasterBar, format_time, IN_NOTEBOOK
 
 # %% auto #0
-__all__ = ['progress_mode', 'set_progress_mode', 'phase', 'log', 'LogProgressBar', 'LogMasterBar', 'bar']
+__all__ = ['progress_mode', 'set_progress_mode', 'phase', 'log', 'LogProgressBar', 'LogMasterBar', 'SilentBar', 'SilentMasterBar',
+           'bar']
 
 # %% ../nbs/03a_progress.ipynb #581b0ebc
 _MODE = None
 
+def _captured_ipython() -> bool:
+    "Inside IPython but neither a notebook front end nor a terminal: a notebook run by `nbdev-test`, whose outputs are committed."
+    try: from IPython import get_ipython
+    except ImportError: return False
+    return get_ipython() is not None and not IN_NOTEBOOK
+
 def progress_mode() -> str:
-    "`'bar'` (a terminal or a notebook), `'log'` (output to a file or a pipe) or `'quiet'`, unless `set_progress_mode` chose."
+    "`'bar'` (a terminal or a notebook), `'log'` (output to a file or a pipe), `'quiet'` (a notebook executed headless), unless `set_progress_mode` chose."
     if _MODE is not None: return _MODE
-    return 'bar' if IN_NOTEBOOK or sys.stdout.isatty() else 'log'
+    if IN_NOTEBOOK or sys.stdout.isatty(): return 'bar'
+    return 'quiet' if _captured_ipython() else 'log'
 
 def set_progress_mode(mode:str|None):
-    "Choose `'bar'`, `'log'` or `'quiet'` progress (None: by the output, `progress_mode`); fastai's training bars follow (its `ProgressCallback` reads `progress_bar` and `master_bar` from its module)."
+    "Choose `'bar'`, `'log'` or `'quiet'` progress (None: by the output, `progress_mode`), for this library's bars and fastai's alike."
     global _MODE
     if mode not in (None, 'bar', 'log', 'quiet'): raise ValueError(f"progress mode must be 'bar', 'log' or 'quiet', got {mode!r}")
     _MODE = mode
-    import fastprogress.fastprogress as fp, fastai.callback.progress as fcp
-    if progress_mode() == 'log': fcp.progress_bar, fcp.master_bar = LogProgressBar, LogMasterBar
-    else: fcp.progress_bar, fcp.master_bar = fp.progress_bar, fp.master_bar
 
 # %% ../nbs/03a_progress.ipynb #c7b18bf5
 _PHASE = ['working']
@@ -68,6 +73,7 @@ class LogProgressBar(ProgressBar):
         super().on_iter_end()
     def on_interrupt(self): log(f"{self.label}: interrupted"); self.t0 = None
 
+# %% ../nbs/03a_progress.ipynb #8496d404
 class LogMasterBar(MasterBar):
     "fastprogress's `MasterBar` over epochs for `LogProgressBar`s: each child is labelled with its epoch and whether it trains or validates; table rows are printed as text."
     pcls = LogProgressBar
@@ -82,6 +88,23 @@ class LogMasterBar(MasterBar):
         if self.names is None: self.names = list(line); return log('  '.join(self.names))
         log('  '.join(t.ljust(len(n)) for t, n in zip(line, self.names)))
 
+class SilentBar(ProgressBar):
+    "fastprogress's `ProgressBar` that shows nothing."
+class SilentMasterBar(MasterBar):
+    "fastprogress's `MasterBar` that shows nothing (fastai's epoch table included)."
+    pcls = SilentBar
+    def __init__(self, gen, total=None, **kwargs): super().__init__(gen, SilentBar, total)
+    def write(self, line, table=False): pass
+
+def _fastai_progress_bar(gen, *args, **kwargs):
+    "The progress bar fastai's `ProgressCallback` gets: fastprogress's, log lines or none, by `progress_mode`."
+    import fastprogress.fastprogress as fp
+    return {'log': LogProgressBar, 'quiet': SilentBar}.get(progress_mode(), fp.progress_bar)(gen, *args, **kwargs)
+
+def _fastai_master_bar(gen, *args, **kwargs):
+    import fastprogress.fastprogress as fp
+    return {'log': LogMasterBar, 'quiet': SilentMasterBar}.get(progress_mode(), fp.master_bar)(gen, *args, **kwargs)
+
 def bar(gen, label:str, total=None):
     "Progress over `gen` labelled `label`: fastprogress's bar, log lines, or nothing, by `progress_mode`."
     mode = progress_mode()
@@ -89,3 +112,6 @@ def bar(gen, label:str, total=None):
     if mode == 'log': return LogProgressBar(gen, total=total, label=label)
     from fastprogress.fastprogress import progress_bar
     return progress_bar(gen, total=total, comment=label, leave=False)
+
+import fastai.callback.progress as _fcp   # fastai's ProgressCallback reads these two names from its module when it makes a bar
+_fcp.progress_bar, _fcp.master_bar = _fastai_progress_bar, _fastai_master_bar

@@ -95,6 +95,7 @@ def _start_of(i:int, n:int, state) -> int|None:
     if i < state['phase'] or state['epoch'] >= n: return None
     return state['epoch']
 
+# %% ../nbs/21_recipe.ipynb #cc0f8f18
 class SaveBest(SaveModelCallback):
     "fastai's `SaveModelCallback` keeping the epoch with the best f1_macro in `checkpoints/best.pth`, without its printed line (`EpochHistory` marks the best epoch)."
     def __init__(self): super().__init__(monitor='f1_macro', comp=np.greater, fname='best', with_opt=False, reset_on_fit=False)

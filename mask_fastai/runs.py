@@ -15,7 +15,7 @@ from .metrics import mask_scores
 from .prepare import prepare_data, run_dataloaders, describe_split, split_table
 from .learner import MaskLearner, mask_learner, evaluate
 from .recipe import EpochHistory, fit_recipe, read_checkpoint_state, same_run, record_split
-from .distributed import init_distributed, rank0_first, distributed
+from .distributed import init_distributed, rank0_first, distributed, one_process
 from .tracking import wandb_callbacks
 from .runfolder import *
 from .files import atomic_write, read_json
@@ -79,21 +79,26 @@ def _run_learner(cfg:TrainConfig, df, out:Path, rank:int, progress:bool, quiet:b
     if lines or quiet or rank: learn.logger = noop   # EpochHistory prints one line per epoch
     return learn, wb
 
-def _start(cfg:TrainConfig, out:Path, resume:bool, rank:int, progress:bool) -> pd.DataFrame:
+def _check_out(out:Path, replace:bool):
+    "Under the folder's lock: refuse a folder that holds anything but a run, and (unless `replace`) anything at all."
+    if not replace and not is_empty(out): raise ValueError(f"{out}: exists and is not empty; pass --force to replace the run in it, or choose another --out")
+    check_replaceable(out)
+
+def _start(cfg:TrainConfig, out:Path, resume:bool, rank:int, replace:bool) -> pd.DataFrame:
     "The run's split table, every input read and checked; only then, unless resuming, an earlier run in `out` is replaced (and `skipped.csv` written)."
-    if not rank and not resume: check_replaceable(out)
-    df = rank0_first(prepare_data, cfg, progress=progress and not rank)   # rank 0 fills the crop cache
+    if not rank and not resume: _check_out(out, replace)
+    df = rank0_first(prepare_data, cfg, progress=not rank)   # rank 0 fills the crop cache
     if not rank and not resume: clear_run(out)
     if not rank and 'skipped' in df.attrs: atomic_write(out/SKIPPED, df.attrs['skipped'].to_csv(index=False))
     return df
 
-def train_run(cfg:TrainConfig, progress:bool=True, quiet:bool=False, resume:bool=False, cbs=None) -> tuple:
-    "Train one run end to end and write its folder; returns `(learn, metrics)`. `resume` continues an interrupted run in `cfg.out`; `cbs` are extra callbacks."
+def train_run(cfg:TrainConfig, progress:bool=True, quiet:bool=False, resume:bool=False, cbs=None, replace:bool=True) -> tuple:
+    "Train one run end to end and write its folder; returns `(learn, metrics)`. `resume` continues an interrupted run in `cfg.out`; `replace=False` refuses a folder that is not empty; `cbs` are extra callbacks."
     t0 = time.time(); set_seed(cfg.seed, reproducible=True)
     init_distributed(); rank = rank_distrib()        # with several processes, only rank 0 prints and writes files
     out = Path(cfg.out)
     with (run_lock(out) if not rank else contextlib.nullcontext()):
-        df = _start(cfg, out, resume, rank, progress)
+        df = _start(cfg, out, resume, rank, replace)
         if not (quiet or rank): print(describe_split(df))
         learn, wb = _run_learner(cfg, df, out, rank, progress, quiet, resume, cbs)
         with distributed(learn):
@@ -101,7 +106,8 @@ def train_run(cfg:TrainConfig, progress:bool=True, quiet:bool=False, resume:bool
             finally:
                 if wb: import wandb; wandb.finish(); learn.remove_cbs(wb)   # the run is over: predicting must not log to it
         if rank: return learn, None
-        try: return learn, save_run(learn, out, lr=lr, seconds=round(time.time() - t0, 1))
+        try:
+            with one_process(): return learn, save_run(learn, out, lr=lr, seconds=round(time.time() - t0, 1))   # validation predicted by rank 0 alone, in order
         except Exception as e:
             if num_distrib() > 1: raise RuntimeError(f"{e}; the training itself finished: `mask-fastai train --out {out} --resume` in one process completes the run") from e
             raise
@@ -135,7 +141,7 @@ def _check_plan(out:Path, plan:dict):
     if saved.get('folds') != plan['folds'] or not same_run(saved.get('config', {}), plan['config']):
         raise ValueError(f"{out/KFOLD}: does not match this k-fold run; resume with the saved config")
 
-def train_folds(cfg:TrainConfig, folds:int=5, progress:bool=True, quiet:bool=False, resume:bool=False) -> dict:
+def train_folds(cfg:TrainConfig, folds:int=5, progress:bool=True, quiet:bool=False, resume:bool=False, replace:bool=True) -> dict:
     "Train every fold of a `folds`-fold person split into `cfg.out`/fold<k>; write `oof.csv` (out-of-fold probabilities of every training image) and `metrics.json` (OOF scores)."
     if folds < 2: raise ValueError(f"folds must be >= 2, got {folds}")
     out, t0, rank = Path(cfg.out), time.time(), rank_distrib()
@@ -143,7 +149,7 @@ def train_folds(cfg:TrainConfig, folds:int=5, progress:bool=True, quiet:bool=Fal
     with (run_lock(out) if not rank else contextlib.nullcontext()):
         if resume: _check_plan(out, plan)
         elif not rank:
-            check_replaceable(out)
+            _check_out(out, replace)
             prepare_data(TrainConfig.from_dict({**cfg.to_dict(), 'fold': 0, 'n_folds': folds}), progress=progress)   # every input checked first
             clear_run(out)
             atomic_write(out/KFOLD, json.dumps(plan, indent=2))

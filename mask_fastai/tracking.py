@@ -4,7 +4,8 @@
 
 # %% ../nbs/19_tracking.ipynb #eb937142
 from __future__ import annotations
-import math, os
+import math, os, warnings
+from urllib.parse import urlparse
 from pathlib import Path
 import numpy as np, torch, wandb
 from fastai.callback.core import Callback
@@ -15,7 +16,7 @@ from .core import *
 from .metrics import task_preds, task_targs, TASK_SHORT_NAMES
 
 # %% auto #0
-__all__ = ['WANDB_MODES', 'MaskWandbExtras', 'MaskWandbCallback', 'wandb_callbacks', 'wandb_run']
+__all__ = ['WANDB_MODES', 'MaskWandbExtras', 'MaskWandbCallback', 'checked_mode', 'wandb_callbacks', 'wandb_run']
 
 # %% ../nbs/19_tracking.ipynb #49cb10d3
 WANDB_MODES = ('off', 'offline', 'online')
@@ -155,10 +156,35 @@ class MaskWandbCallback(WandbCallback):
             if self.log is not None: wandb.watch(self.learn.model, log=self.log)
 
 # %% ../nbs/19_tracking.ipynb #55282110
+def _wandb_key() -> str|None:
+    "The W&B API key this machine has: `WANDB_API_KEY`, or the one `wandb login` put in ~/.netrc."
+    if os.environ.get('WANDB_API_KEY'): return os.environ['WANDB_API_KEY']
+    import netrc
+    try: auth = netrc.netrc().authenticators(urlparse(os.environ.get('WANDB_BASE_URL', 'https://api.wandb.ai')).hostname)
+    except (OSError, netrc.NetrcParseError): return None
+    return auth[2] if auth else None
+
+def _reachable(url:str, timeout:float=5.) -> bool:
+    "Does a TCP connection to `url`'s host open within `timeout` seconds?"
+    import socket
+    u = urlparse(url)
+    try: socket.create_connection((u.hostname, u.port or 443), timeout=timeout).close(); return True
+    except OSError: return False
+
+def checked_mode(mode:str) -> str:
+    "`mode`, checked before a run starts: `online` needs an API key (else one error at once) and the W&B server (else offline, with one warning)."
+    if _check_mode(mode) != 'online': return mode
+    if not _wandb_key(): raise ValueError("--wandb online needs a W&B API key: run `wandb login` or set WANDB_API_KEY (or use --wandb offline, which needs none)")
+    url = os.environ.get('WANDB_BASE_URL', 'https://api.wandb.ai')
+    if _reachable(url): return mode
+    warnings.warn(f"wandb: {url} cannot be reached from here; logging offline instead (`wandb sync` uploads the run folder's wandb/offline-run-* later)")
+    return 'offline'
+
 def wandb_callbacks(mode:str='offline', project:str='mask_fastai', config:dict|None=None, dir=None,
                     n_misclassified:int=32, n_batch_images:int=16, finish:bool=True, **init_kwargs) -> list:
     "`[]` for `mode='off'` (wandb untouched); else start a wandb run and return `[MaskWandbCallback, MaskWandbExtras]`."
-    if _check_mode(mode) == 'off': return []
+    mode = checked_mode(mode)
+    if mode == 'off': return []
     os.environ.setdefault('WANDB_SILENT', 'true')
     d = Path(dir) if dir is not None else cache_dir('wandb')
     d.mkdir(parents=True, exist_ok=True)

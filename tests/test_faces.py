@@ -81,6 +81,7 @@ def _damage(jpg, meta, how):
         with open(jpg, 'r+b') as f: f.truncate(200)
     elif how == 'zero_crop':                                       # the right length, not a JPEG
         with open(jpg, 'r+b') as f: f.write(bytes(os.path.getsize(jpg)))
+    elif how == 'other_crop': Image.new('RGB', (192, 256), (9, 9, 9)).save(jpg, quality=95)   # a valid crop, of another photo
     elif how == 'delete_crop': os.remove(jpg)
     elif how == 'bad_json': Path(meta).write_text('{"version": "fac')
     elif how == 'binary_json': Path(meta).write_bytes(b'\xff\xfe\x00\x81garbage')
@@ -89,7 +90,7 @@ def _damage(jpg, meta, how):
     else: os.remove(meta)                                          # run killed between crop and sidecar
 
 
-@pytest.mark.parametrize('damage', ['truncate_crop', 'zero_crop', 'delete_crop', 'bad_json', 'binary_json', 'list_json', 'no_box', 'no_json'])
+@pytest.mark.parametrize('damage', ['truncate_crop', 'zero_crop', 'other_crop', 'delete_crop', 'bad_json', 'binary_json', 'list_json', 'no_box', 'no_json'])
 def test_damaged_cache_entry_is_redone(tmp_path, spy, damage):
     "An entry that cannot be read is a miss: made again, never an error."
     fns = [flat(tmp_path/f'{i}.jpg', (i*60, 0, 0)) for i in range(3)]
@@ -104,22 +105,24 @@ def test_damaged_cache_entry_is_redone(tmp_path, spy, damage):
     assert not [p for p in (tmp_path/'cache').rglob('.*.tmp')]
 
 
-def test_entries_of_earlier_versions_are_hits(tmp_path, spy):
-    "A crop cached before this version (same `faces-2` key and layout, computed here the way the older code did) is found."
-    import hashlib
-    fn = flat(tmp_path/'a.jpg'); st = fn.resolve().stat()
-    params = dict(version='faces-2', margin=0.3, size=[192, 256], detect_size=320, min_prob=0.9, min_face_size=40,
-                  thresholds=[0.6, 0.7, 0.7], fallback=[0.75, 0.42], quality=95)
-    key = hashlib.sha1(json.dumps(dict(path=str(fn.resolve()), nbytes=st.st_size, mtime_ns=st.st_mtime_ns, **params),
-                                  sort_keys=True).encode()).hexdigest()
-    jpg = tmp_path/'cache'/key[:2]/f'{key}.jpg'; jpg.parent.mkdir(parents=True)
-    Image.new('RGB', (192, 256), (1, 2, 3)).save(jpg)
-    m = dict(version='faces-2', crop_path='/elsewhere/x.jpg', detected=True, prob=0.97, x0=10, y0=20, x1=310, y1=420,
-             crop_nbytes=jpg.stat().st_size)
-    jpg.with_suffix('.json').write_text(json.dumps(m))
+def test_a_replaced_photo_of_the_same_size_and_time_is_cropped_again(tmp_path, spy):
+    "The key is the photo's content: another photo behind the same name, byte size and time stamp is a miss, and the same bytes elsewhere a hit."
+    fn = flat(tmp_path/'a.png', (10, 20, 30)); st = fn.stat()
+    first = face_crops([fn], tmp_path/'cache', progress=False).loc[0, 'crop_path']
+    flat(fn, (30, 20, 10)); os.utime(fn, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert fn.stat().st_size == st.st_size and fn.stat().st_mtime_ns == st.st_mtime_ns
     r = face_crops([fn], tmp_path/'cache', progress=False)
-    assert sum(spy) == 0 and r.loc[0, 'cached'] and r.loc[0, 'crop_path'] == str(jpg)
-    assert r.loc[0, ['detected', 'prob', *BOX]].tolist() == [True, 0.97, 10, 20, 310, 420]
+    assert sum(spy) == 2 and r.loc[0, 'crop_path'] != first and not r.loc[0, 'cached']
+    copy = tmp_path/'elsewhere.png'; copy.write_bytes(fn.read_bytes())
+    assert face_crops([copy], tmp_path/'cache', progress=False).loc[0, 'crop_path'] == r.loc[0, 'crop_path'] and sum(spy) == 2
+
+def test_abandoned_temporary_files_are_swept(tmp_path):
+    "A prediction killed while writing a crop leaves `.<name>.<pid>.<random>.tmp`; the next run that writes crops removes it."
+    fn = flat(tmp_path/'a.jpg')
+    face_crops([fn], tmp_path/'cache', progress=False)
+    stale = tmp_path/'cache'/'ab'/'.x.jpg.999999999.dead.tmp'; stale.parent.mkdir(exist_ok=True); stale.write_bytes(b'half')
+    face_crops([flat(tmp_path/'b.jpg', (1, 2, 3))], tmp_path/'cache', progress=False)
+    assert not stale.exists()
 
 
 def test_order_and_mapping_with_mixed_sizes(tmp_path, monkeypatch):

@@ -3,36 +3,16 @@
 Each test runs the real `mask-fastai` commands on tiny generated files. The first six are the defects of the integrity
 issue (each failed before its fix); the rest check the error discipline: `error: <file or row>: <cause>`, one line,
 a non-zero exit code, no traceback, nothing half-written left behind."""
-import contextlib, errno, hashlib, json, os, resource, shutil, signal, subprocess, sys
+import contextlib, errno, json, os, resource, shutil, signal, subprocess, sys
 from pathlib import Path
 import pandas as pd, pytest
-from mask_fastai.demo import make_demo_data
-from cli_run import run
-
-TINY = ['--size', '32', '24', '--epochs', '1', '--bs', '16', '--num-workers', '0', '--wandb', 'off', '--quiet']
-
-
-def fails(*args, env, preexec_fn=None) -> str:
-    "The one-line error of a command that must fail."
-    r = run(*args, env=env, check=False, preexec_fn=preexec_fn)
-    assert r.returncode != 0, r.stdout[-1000:]
-    assert 'Traceback' not in r.stderr and '\nerror: ' in '\n' + r.stderr, r.stderr[-3000:]
-    other = [l for l in r.stderr[:('\n' + r.stderr).index('\nerror: ')].splitlines() if l.strip()]
-    assert all(l.startswith('warning: ') for l in other), other   # anything before the error is a one-line warning
-    return r.stderr[('\n' + r.stderr).index('\nerror: '):].strip()
-
-def one_line(err:str) -> str:
-    assert '\n' not in err, err
-    return err
-
-def sha(p) -> str: return hashlib.sha1(Path(p).read_bytes()).hexdigest()
+from cli_run import run, fails, one_line, sha, TINY
 
 @pytest.fixture(scope='module')
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, env, data, trained):
+    "`(a folder of this module's own, env, data)`, the folder holding a copy of the session's trained run and its submission `v1.csv`."
     tmp = tmp_path_factory.mktemp('integrity')
-    env = {**os.environ, 'MASK_FASTAI_CACHE': str(tmp/'cache'), 'WANDB_MODE': 'offline'}
-    data = make_demo_data(tmp/'data', n_train=10, n_eval=3, size=(96, 128), seed=2)
-    run('train', '--data', data, '--out', tmp/'run', *TINY, env=env)
+    shutil.copytree(trained, tmp/'run')
     run('predict', '--data', data, '--models', tmp/'run', '--out', tmp/'v1.csv', '--quiet', env=env)
     return tmp, env, data
 
@@ -49,7 +29,7 @@ def killed_run(data, out, cache, epochs=3):
         order = 99
         def after_epoch(self): raise KeyboardInterrupt('killed')
     cfg = TrainConfig(data=str(data), out=str(out), size=(32, 24), epochs=epochs, bs=16, num_workers=0, wandb='off')
-    with pytest.raises(KeyboardInterrupt): train_run(cfg, progress=False, quiet=True, cbs=[Kill()])
+    with pytest.raises(KeyboardInterrupt): train_run(cfg, quiet=True, cbs=[Kill()])
     assert (Path(out)/'checkpoints'/'state.json').exists() and not (Path(out)/'metrics.json').exists()
     return cfg
 
@@ -120,7 +100,7 @@ def test_disk_full_keeps_the_submission_and_its_probabilities_together(setup):
 def test_resume_refuses_changed_data(setup):
     tmp, env, data = setup
     d = copy_data(data, tmp/'changing')
-    killed_run(d, tmp/'res', tmp/'cache')
+    killed_run(d, tmp/'res', env['MASK_FASTAI_CACHE'])
     hist = sha(tmp/'res'/'history.csv')
     people = pd.read_csv(d/'train'/'train.csv', dtype=str)
     for p in people.path[:2]: shutil.rmtree(d/'train'/'images'/p)
@@ -132,7 +112,7 @@ def test_resume_refuses_changed_data(setup):
 
 def test_a_run_folder_resumes_where_it_is(setup):
     tmp, env, data = setup
-    killed_run(data, tmp/'orig', tmp/'cache')
+    killed_run(data, tmp/'orig', env['MASK_FASTAI_CACHE'])
     shutil.copytree(tmp/'orig', tmp/'copy')
     run('train', '--out', tmp/'copy', '--resume', env=env)
     assert json.loads((tmp/'copy'/'metrics.json').read_text())['epochs_run'] == 3
@@ -146,11 +126,11 @@ def test_a_run_folder_resumes_where_it_is(setup):
 def test_an_interrupted_force_retrain_does_not_look_finished(setup):
     tmp, env, data = setup
     shutil.copytree(tmp/'run', tmp/'retrain')
-    killed_run(data, tmp/'retrain', tmp/'cache')                        # the --force retrain of a finished run, killed after one epoch
+    killed_run(data, tmp/'retrain', env['MASK_FASTAI_CACHE'])                        # the --force retrain of a finished run, killed after one epoch
     left = sorted(p.name for p in (tmp/'retrain').iterdir())
     assert 'metrics.json' not in left and 'model.safetensors' not in left and 'config.json' not in left, left
     err = one_line(fails('predict', '--data', data, '--models', tmp/'retrain', '--out', tmp/'x.csv', env=env))
-    assert 'retrain: the run did not finish (no metrics.json)' in err and '--resume' in err
+    assert 'retrain: the run did not finish (no metrics.json yet)' in err and '--resume' in err
     assert not (tmp/'x.csv').exists()
 
 # --- error discipline: one line naming the file, for every kind of bad input
@@ -172,7 +152,7 @@ def test_damaged_run_files(setup, case, what, damage, expect):
 
 def test_damaged_resume_files(setup):
     tmp, env, data = setup
-    killed_run(data, tmp/'ck', tmp/'cache')
+    killed_run(data, tmp/'ck', env['MASK_FASTAI_CACHE'])
     state = tmp/'ck'/'checkpoints'/'state.json'
     good = state.read_text()
     state.write_text(good[:20])
@@ -186,7 +166,7 @@ def test_damaged_offsets_and_stats_cache(setup):
     tmp, env, data = setup
     (tmp/'off.json').write_text('')
     assert 'off.json: empty' in one_line(fails('predict', '--data', data, '--models', tmp/'run', '--out', tmp/'z.csv', '--offsets', tmp/'off.json', env=env))
-    for f in (tmp/'cache'/'stats').glob('*.json'): f.write_text('{"mean": [0.4')    # a cache entry cut short is computed again
+    for f in (Path(env['MASK_FASTAI_CACHE'])/'stats').rglob('*.json'): f.write_text('{"mean": [0.4')    # a cache entry cut short is computed again
     run('train', '--data', data, '--out', tmp/'restats', *TINY, env=env)
 
 def test_bad_csv_files(setup):
@@ -204,7 +184,7 @@ def test_bad_csv_files(setup):
     (d/'eval'/'info.csv').write_text('ImageID,ans\n')
     assert 'info.csv: no rows' in one_line(fails('predict', '--data', d, '--models', tmp/'run', '--out', tmp/'w.csv', env=env))
     vp = pd.read_csv(tmp/'run'/'valid_probs.csv'); t = _broken_copy(tmp, 'nolabel'); vp.drop(columns='label').to_csv(t/'valid_probs.csv', index=False)
-    assert 'valid_probs.csv: no label column' in one_line(fails('tune', '--models', t, env=env))
+    assert "valid_probs.csv: missing column(s) ['label']" in one_line(fails('tune', '--models', t, env=env))
 
 def test_os_errors(setup):
     tmp, env, data = setup

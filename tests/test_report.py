@@ -5,7 +5,15 @@ from mask_fastai.core import N_CLASSES, PROB_COLS
 from mask_fastai.data import read_train
 from mask_fastai.demo import make_demo_data
 from mask_fastai.model import create_mask_model
+from mask_fastai.learner import MaskLearner, RunInput
+from mask_fastai.losses import MultiTaskLoss
 from mask_fastai.report import mask_report
+
+
+def untrained(stats=((.5,) * 3, (.25,) * 3)) -> MaskLearner:
+    "A learner of an untrained model reading whole photos at 64x48."
+    torch.manual_seed(0)
+    return MaskLearner(None, create_mask_model(pretrained=False), RunInput((64, 48), stats, crop=False, device='cpu'), loss_func=MultiTaskLoss())
 
 
 @pytest.fixture(scope='module')
@@ -13,9 +21,7 @@ def report(tmp_path_factory):
     "The report of an untrained model on three demo people: `(report dict, its folder, the images' table, a temp folder)`."
     tmp = tmp_path_factory.mktemp('report')
     df = read_train(make_demo_data(tmp/'demo', n_train=3, n_eval=1, size=(48, 64)))
-    torch.manual_seed(0)
-    rep = mask_report(create_mask_model(pretrained=False), dict(size=[64, 48], stats=[[.5] * 3, [.25] * 3], train=dict(crop=False)),
-                      df, tmp/'report', top_k=6, n_cam=2)
+    rep = mask_report(untrained(), df, tmp/'report', top_k=6, n_cam=2)
     return rep, tmp/'report', df, tmp
 
 def test_report_end_to_end(report):
@@ -29,8 +35,9 @@ def test_report_end_to_end(report):
     pred = pd.read_csv(out/'predictions.csv')
     assert len(pred) == len(df) and np.allclose(pred[PROB_COLS].sum(axis=1), 1, atol=1e-4)
     assert all(p.stat().st_size > 1000 for p in out.glob('*.png'))
-    with pytest.raises(FileNotFoundError, match='not found'):
-        mask_report(create_mask_model(pretrained=False), dict(size=[64, 48]), df.assign(path=df.path + '.missing'), tmp_path/'r2')
+    with pytest.raises(OSError, match=r'\.missing: file not found'):
+        mask_report(untrained(), df.assign(path=df.path + '.missing'), tmp_path/'r2')
+    assert not (tmp_path/'r2').exists()
 
 
 # The page is checked by a real browser: headless Chromium (Debian's `chromium`, installed by .ci/run) loads a copy of
