@@ -97,8 +97,9 @@ def group_purity(groups, true_person) -> dict:
                 n_people=int(cont.shape[1]), ungrouped=int((np.asarray(groups) < 0).sum()))
 
 # %% ../nbs/15_identities.ipynb #e00ee69a
-def pool_identities(probs, groups, space:str='prob') -> np.ndarray:
-    "`(n, 18)` probabilities with the gender x age marginal averaged within each identity group; the mask marginal stays per image."
+def pool_identities(probs, groups, space:str='prob', age_bins=None, bins_to_group=None, age_space:str='log') -> np.ndarray:
+    "`(n, 18)` probabilities with the gender x age marginal averaged within each identity group (the mask marginal stays per image); with `age_bins`, the age from the pooled age distribution."
+    if age_bins is not None: return _pool_with_age_bins(probs, groups, age_bins, bins_to_group, age_space)
     P = as_probs(probs)
     g = np.asarray(groups.detach().cpu() if isinstance(groups, torch.Tensor) else groups)
     if g.shape != (len(P),) or not np.issubdtype(g.dtype, np.integer): raise ValueError(f"groups must be {len(P)} integer ids, got shape {g.shape}, dtype {g.dtype}")
@@ -114,6 +115,27 @@ def pool_identities(probs, groups, space:str='prob') -> np.ndarray:
     sel = np.flatnonzero(ok)[cnt[inv] > 1]
     out[sel] = (pm[sel][:, :, None] * mean[inv[cnt[inv] > 1]][:, None, :]).reshape(len(sel), N_CLASSES)
     return out
+
+def _group_means(X:np.ndarray, g:np.ndarray, log:bool=False) -> np.ndarray:
+    "Rows of `X` replaced by the mean of their group (`g >= 0`, groups of two or more); `log`: the normalised geometric mean."
+    out, ok = X.copy(), g >= 0
+    ids, inv, cnt = np.unique(g[ok], return_inverse=True, return_counts=True)
+    src = np.log(np.clip(X[ok], 1e-12, None)) if log else X[ok]
+    mean = np.zeros((len(ids), X.shape[1])); np.add.at(mean, inv, src); mean /= cnt[:, None]
+    if log: mean = np.exp(mean - mean.max(1, keepdims=True)); mean /= mean.sum(1, keepdims=True)
+    sel = np.flatnonzero(ok)[cnt[inv] > 1]
+    out[sel] = mean[inv[cnt[inv] > 1]]
+    return out
+
+def _pool_with_age_bins(probs, groups, age_bins, bins_to_group, age_space:str) -> np.ndarray:
+    "Pooled probabilities whose age group comes from the group's pooled age-bin distribution (`age_space` 'log' or 'prob'), gender from its mean."
+    P, g = as_probs(probs), np.asarray(groups)
+    B = np.exp(np.asarray(age_bins, dtype=np.float64)); B /= B.sum(1, keepdims=True)
+    M = np.asarray(bins_to_group, dtype=np.float64)
+    if B.shape != (len(P), M.shape[0]) or age_space not in ('log', 'prob'): raise ValueError(f"age_bins must be ({len(P)}, {M.shape[0]}) log-probabilities and age_space 'log' or 'prob'")
+    m = task_marginals(P)
+    gender, age = _group_means(m['gender'], g), _group_means(B, g, log=age_space == 'log') @ M
+    return np.einsum('ni,nj,nk->nijk', m['mask'], gender, age / age.sum(1, keepdims=True)).reshape(len(P), N_CLASSES)
 
 # %% ../nbs/15_identities.ipynb #242f1e3f
 def combine_embeddings(blocks, centre_by=None) -> np.ndarray:

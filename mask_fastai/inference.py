@@ -14,7 +14,7 @@ from .data import read_eval
 from .model import load_mask_model
 from .losses import MultiTaskLoss
 from .metrics import mask_metrics
-from .learner import MaskLearner, RunInput, RunEnsemble, Normalized
+from .learner import MaskLearner, RunInput, RunEnsemble, Normalized, age_bins_to_group
 from dataclasses import replace
 from .runfolder import run_dirs, read_run_config, read_valid_probs
 from .files import atomic_write_many, read_csv
@@ -98,7 +98,9 @@ def predict_folder(data, runs, out='submission.csv', tta:bool=False, bs:int=64, 
     extra = {}
     if pool_identities:
         groups = identities.identity_groups(probs, info['path'].tolist(), embeddings=extras.get('features'))
-        probs, extra['group'] = identities.pool_identities(probs, groups), groups
+        m = age_bins_to_group(learn.model)   # an age head learnt from the true ages: pool each person's age distribution
+        ages = dict(age_bins=extras['age_bins'].numpy(), bins_to_group=m.numpy()) if m is not None and 'age_bins' in extras else {}
+        probs, extra['group'] = identities.pool_identities(probs, groups, **ages), groups
         ans = probs.argmax(1)
     if off is not None: probs = ensemble.apply_offsets(probs, off); ans = probs.argmax(1)
     write_predictions(info, ans, probs, out, **extra)

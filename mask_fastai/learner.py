@@ -23,9 +23,9 @@ from .mixing import CutMix, HalfCutMix, SameLabelCutMix, MixUp
 from .files import atomic_write
 
 # %% auto #0
-__all__ = ['MIX_CALLBACKS', 'photo_items', 'RunInput', 'FlipTTA', 'Normalized', 'RunEnsemble', 'GatherExtras', 'MaskLearner',
-           'mix_callbacks', 'mask_loss', 'NonFiniteLoss', 'StopOnNonFinite', 'FirstTargetOnly', 'check_input_size',
-           'mask_learner', 'evaluate']
+__all__ = ['MIX_CALLBACKS', 'photo_items', 'RunInput', 'FlipTTA', 'Normalized', 'RunEnsemble', 'age_bins_to_group',
+           'GatherExtras', 'MaskLearner', 'mix_callbacks', 'mask_loss', 'NonFiniteLoss', 'StopOnNonFinite',
+           'FirstTargetOnly', 'check_input_size', 'mask_learner', 'evaluate']
 
 # %% ../nbs/20_learner.ipynb #a7c45041
 def _saved_image(im) -> str:
@@ -110,6 +110,13 @@ class RunEnsemble(nn.Module):
         ps = [F.softmax(m(x).float(), -1) for m in self.models]
         self.extras = {**_mean_extras([m.extras or {} for m in self.models]), 'per_run': torch.stack(ps, 1)}
         return _mean_log_probs(ps)
+
+def age_bins_to_group(model) -> torch.Tensor|None:
+    "The 0/1 matrix from age bins to groups that `model` (a `MaskModel`, or every run of an ensemble, alike) reads its age with; None if it has none."
+    ms = [getattr(m, 'model', m) for m in getattr(getattr(model, 'model', model), 'models', [getattr(model, 'model', model)])]
+    mats = [getattr(m.head, 'bins_to_group', None) if hasattr(m, 'head') else None for m in ms]
+    if any(t is None for t in mats) or any(t.shape != mats[0].shape or not torch.equal(t, mats[0]) for t in mats): return None
+    return mats[0].cpu()
 
 # %% ../nbs/20_learner.ipynb #422e98dc
 class GatherExtras(Callback):
