@@ -53,18 +53,22 @@ def model_only_predict(model, bs, hw, n):
         for _ in range(n): model(x)
     return n * bs / (time.perf_counter() - t)
 
-def real_predict(model, paths, hw, stats, bs) -> tuple:
-    """Images/s of prediction as `predict` runs it (`decoded_images` + `DecodedDL`): cold, decoding the crops first (nothing
-    cached), and warm, reading them decoded from the cache (another model of an ensemble, TTA, a second submission); and
-    through `image_dl` (fastai's per-image pipeline straight into the model, as `predict` did before)."""
-    from mask_fastai.dataloaders import decoded_images, DecodedDL, image_dl
-    from mask_fastai.inference import predict_probs
-    predict_probs(model, DecodedDL(decoded_images(paths[:bs], hw, cache=False), stats, bs))   # warm-up
-    t = time.perf_counter(); predict_probs(model, DecodedDL(decoded_images(paths, hw, cache=False), stats, bs)); cold = len(paths) / (time.perf_counter() - t)
+def real_predict(learn, paths, hw, stats, bs) -> dict:
+    """Images/s of prediction as `predict` runs it (`decoded_images` + `DecodedDL` + `get_preds`): cold, decoding the crops
+    first (nothing cached), and warm, reading them decoded from the cache (another model of an ensemble, TTA, a second
+    submission); where the cold time goes (decoding alone, on every core, and in one thread); and through `image_dl`
+    (fastai's per-image pipeline straight into the model, as `predict` did before)."""
+    from mask_fastai.dataloaders import decoded_images, decode_all, DecodedDL, image_dl
+    def preds(dl):
+        with learn.no_bar(): learn.get_preds(dl=dl)
+    def rate(f): t = time.perf_counter(); f(); return len(paths) / (time.perf_counter() - t)
+    preds(DecodedDL(decoded_images(paths[:bs], hw, cache=False), stats, bs))   # warm-up
+    res = dict(cold=rate(lambda: preds(DecodedDL(decoded_images(paths, hw, cache=False), stats, bs))))
     decoded_images(paths, hw)   # into the cache
-    t = time.perf_counter(); predict_probs(model, DecodedDL(decoded_images(paths, hw), stats, bs)); warm = len(paths) / (time.perf_counter() - t)
-    t = time.perf_counter(); predict_probs(model, image_dl(paths, hw, stats, bs=bs)); direct = len(paths) / (time.perf_counter() - t)
-    return cold, warm, direct
+    res['warm'] = rate(lambda: preds(DecodedDL(decoded_images(paths, hw), stats, bs)))
+    res['decode'], res['decode_1thread'] = rate(lambda: decode_all(paths, hw)), rate(lambda: decode_all(paths, hw, n_threads=1))
+    res['image_dl'] = rate(lambda: preds(image_dl(paths, hw, stats, bs=bs)))
+    return res
 
 def setting(df, hw, bs, n, workers):
     from fastai.vision.all import ProgressCallback, noop
@@ -78,19 +82,20 @@ def setting(df, hw, bs, n, workers):
     real = real_train(learn, n)
     ceil = model_only_train(learn, bs, hw, n)
     paths = list(df[df.is_valid].crop_path[:n * bs])
-    p_cold, p_warm, p_direct = real_predict(learn.model, paths, hw, dls.stats, bs)
+    p = real_predict(learn, paths, hw, dls.stats, bs)
     p_ceil = model_only_predict(learn.model, bs, hw, max(3, len(paths) // bs))
     return dict(size=list(hw), bs=bs, workers=dls.train.fake_l.num_workers, train_img_s=round(real, 1), train_ceiling_img_s=round(ceil, 1),
-                train_ratio=round(real / ceil, 3), predict_img_s=round(p_cold, 1), predict_ceiling_img_s=round(p_ceil, 1),
-                predict_ratio=round(p_cold / p_ceil, 3), predict_warm_img_s=round(p_warm, 1), predict_warm_ratio=round(p_warm / p_ceil, 3),
-                predict_image_dl_img_s=round(p_direct, 1), predict_image_dl_ratio=round(p_direct / p_ceil, 3))
+                train_ratio=round(real / ceil, 3), predict_img_s=round(p['cold'], 1), predict_ceiling_img_s=round(p_ceil, 1),
+                predict_ratio=round(p['cold'] / p_ceil, 3), predict_warm_img_s=round(p['warm'], 1), predict_warm_ratio=round(p['warm'] / p_ceil, 3),
+                decode_img_s=round(p['decode'], 1), decode_1thread_img_s=round(p['decode_1thread'], 1),
+                predict_image_dl_img_s=round(p['image_dl'], 1), predict_image_dl_ratio=round(p['image_dl'] / p_ceil, 3))
 
 def peak_rss(data, n, size):
     "Peak RSS (MB) of this process and of its worker processes after reading `data` and training `n` batches on whole photos."
     from fastai.vision.all import ProgressCallback, noop
     from mask_fastai.config import TrainConfig
     from mask_fastai.prepare import prepare_data, run_dataloaders
-from mask_fastai.learner import mask_learner
+    from mask_fastai.learner import mask_learner
     cfg = TrainConfig(data=str(data), size=size, bs=32, crop=False, wandb='off', out=str(ROOT/'runs'/'bench-rss'))
     t = time.time(); df = prepare_data(cfg, progress=False); t_read = time.time() - t
     df_mb = df.memory_usage(deep=True).sum() / 2**20
