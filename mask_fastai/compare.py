@@ -11,8 +11,9 @@ from .files import read_json
 from .runfolder import run_kind, is_finished, read_metrics, read_train_settings, fold_dirs
 
 # %% auto #0
-__all__ = ['RUN_ONLY', 'KEY_SETTINGS', 'records_file', 'read_records', 'flags_from_defaults', 'bench_table', 'run_folders',
-           'run_settings', 'latest_submission', 'eval_scores', 'run_row', 'differing', 'runs_table', 'plot_runs']
+__all__ = ['AGE_HEAD_ONLY', 'RUN_ONLY', 'KEY_SETTINGS', 'records_file', 'read_records', 'flags_from_defaults', 'bench_table',
+           'run_folders', 'run_settings', 'latest_submission', 'eval_scores', 'run_row', 'differing', 'runs_table',
+           'plot_runs']
 
 # %% ../nbs/27_compare.ipynb #ccc2163c
 def records_file() -> Path:
@@ -26,15 +27,17 @@ def read_records(fn=None, bench:str|None='budget') -> list:
     recs = [json.loads(l) for l in fn.read_text().splitlines() if l.strip()]
     return [r for r in recs if bench is None or r.get('bench') == bench]
 
+AGE_HEAD_ONLY = ('true_age_weight', 'age_sigma', 'fine_age_edges')   # settings of an age head learnt from the true ages
 RUN_ONLY = {'data', 'out', 'seed', 'preset', 'num_workers', 'wandb', 'wandb_project', 'fold', 'n_folds'}   # where and how a run ran, not its recipe
 
 def flags_from_defaults(settings:dict, folds=None) -> str:
     "The `mask-fastai train` flags that turn today's defaults into `settings` (`folds`: a k-fold run): a record keeps saying what it ran when a default changes."
-    from mask_fastai.config import TrainConfig, flag_text
-    now = TrainConfig().to_dict()
+    from mask_fastai.config import TrainConfig, flag_text, renamed_legacy_settings
+    now, settings = TrainConfig().to_dict(), renamed_legacy_settings(settings)   # a record keeps the names of its day
+    unused = AGE_HEAD_ONLY if settings.get('age_head', now['age_head']) == now['age_head'] == 'group' else ()   # settings the group head ignores
     flags = [f'--folds {int(folds)}'] if folds else []
     flags += [f"--{k.replace('_', '-')} {flag_text(v)}" for k, v in settings.items()
-              if k in now and k not in RUN_ONLY and flag_text(now[k]) != flag_text(v)]
+              if k in now and k not in RUN_ONLY and k not in unused and flag_text(now[k]) != flag_text(v)]
     return ' '.join(flags) or '(the defaults)'
 
 def _flat(r:dict) -> dict:
