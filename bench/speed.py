@@ -44,14 +44,18 @@ def real_train(learn, n):
     c = Clock(); learn.fit(1, 1e-3, cbs=c)
     return c.imgs / (c.t1 - c.t0)
 
-def model_only_predict(model, bs, hw, n):
+def model_only_predict(model, bs, hw, n, repeat=3):
+    "img/s of the forward pass on random tensors, the best of `repeat` runs of `n` batches."
     import torch
     model.eval(); x = torch.randn(bs, 3, *hw).contiguous(memory_format=torch.channels_last)
+    best = float('inf')
     with torch.no_grad():
         for _ in range(2): model(x)
-        t = time.perf_counter()
-        for _ in range(n): model(x)
-    return n * bs / (time.perf_counter() - t)
+        for _ in range(repeat):
+            t = time.perf_counter()
+            for _ in range(n): model(x)
+            best = min(best, time.perf_counter() - t)
+    return n * bs / best
 
 def real_predict(learn, paths, hw, stats, bs) -> dict:
     """Images/s of prediction as `predict` runs it (`decoded_images` + `DecodedDL` + `get_preds`): cold, decoding the crops
@@ -61,7 +65,11 @@ def real_predict(learn, paths, hw, stats, bs) -> dict:
     from mask_fastai.dataloaders import decoded_images, decode_all, DecodedDL, image_dl
     def preds(dl):
         with learn.no_bar(): learn.get_preds(dl=dl)
-    def rate(f): t = time.perf_counter(); f(); return len(paths) / (time.perf_counter() - t)
+    def rate(f, repeat=3):
+        "Images/s of `f`, the best of `repeat` runs (the machine is shared: the best run is the one least disturbed)."
+        best = float('inf')
+        for _ in range(repeat): t = time.perf_counter(); f(); best = min(best, time.perf_counter() - t)
+        return len(paths) / best
     preds(DecodedDL(decoded_images(paths[:bs], hw, cache=False), stats, bs))   # warm-up
     res = dict(cold=rate(lambda: preds(DecodedDL(decoded_images(paths, hw, cache=False), stats, bs))))
     decoded_images(paths, hw)   # into the cache

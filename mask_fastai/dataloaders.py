@@ -54,12 +54,10 @@ class SquishResize(Transform):
         h, w = self.size
         return x if x.size == (w, h) else type(x)(x.resize((w, h), Image.BILINEAR))
 
-def decode_min_size(size, factor:int=4) -> tuple:
-    "`(w, h)` below which a photo for a model of input `size` ((h, w) or int) is not decoded: `factor` x the input size."
+def decode_min_size(size, factor:int=1) -> tuple:
+    "`(w, h)` below which a photo for a model of input `size` ((h, w) or int) is not decoded: `factor` x the input size (the input size itself by default)."
     h, w = as_hw(size)
     return factor * w, factor * h
-
-
 
 # %% ../nbs/09_dataloaders.ipynb #3cc3b9b8
 def _load_resized(path, hw):
@@ -153,7 +151,7 @@ def decode_all(paths, size=(128, 96), n_threads:int|None=None) -> np.ndarray:
 def decoded_images(paths, size=(128, 96), cache:bool=True, bs:int=64, num_workers:int|None=None) -> np.ndarray:
     "`paths` decoded and squished to `size` as `image_dl` does, as one uint8 `(n, 3, h, w)` array; with `cache`, kept in the cache folder so the same images at the same size are decoded once."
     paths, store = list(map(str, paths)), DiskCache('decoded')
-    key = content_key('decoded-1', [file_digest(p) for p in paths], as_hw(size)) if cache else None
+    key = content_key('decoded-2', [file_digest(p) for p in paths], as_hw(size)) if cache else None   # -2: decoded at the input size
     data = store.get(key, '.npy') if cache else None
     if data is not None: return np.load(io.BytesIO(data))
     x = decode_all(paths, size)
