@@ -98,6 +98,25 @@ def findings(t:pd.DataFrame) -> list:
                      + (f"; per seed with TTA + pooling {', '.join(f'{v:+.3f}' for v in per)}" if seeds else '') + '.')
     return lines
 
+def headline(t:pd.DataFrame) -> str:
+    "The README's table: the official baseline, today's defaults, and the best recipe measured with two seeds or more within 30 CPU-minutes and within 2 CPU-hours."
+    s = summary(t)
+    multi = s[s.seeds >= 2]
+    defaults = multi[multi['flags'] == '(the defaults)']
+    rows = [('official baseline, 5 epochs (its own code)', None, BASELINE['official baseline, 5 epochs'][0], None, 5 * TRAIN_IMAGES / BASELINE_IMG_S / 60)]
+    if len(defaults): rows.append((f"today's defaults (`{defaults.index[-1]}`)", defaults.iloc[-1], None, None, None))
+    for budget in (30, 120):
+        within = multi[multi.cpu_min_2core <= budget]
+        if len(within):
+            n = within['tta+pool_f1_macro'].idxmax()
+            rows.append((f"best within {budget} CPU-minutes (`{n}`)", within.loc[n], None, None, None))
+    out = ['| | eval F1 | eval F1, TTA + pooling | age F1 | CPU-min | seeds |', '|---|---|---|---|---|---|']
+    for name, r, f1, _, cpu in rows:
+        if r is None: out.append(f'| {name} | {f1:.2f} | | | {cpu:.1f} | |'); continue
+        out.append(f"| {name} | {_cell(r['plain_f1_macro'], r['plain_f1_macro_spread'])} | {_cell(r['tta+pool_f1_macro'], r['tta+pool_f1_macro_spread'])} | "
+                   f"{r['tta+pool_age_f1']:.3f} | {r['cpu_min_2core']:.1f} | {r['seeds']} |")
+    return '\n'.join(out)
+
 PAGE = """# Benchmarks
 
 Every figure here comes from `bench/results.jsonl`, written by the command that measured it; this page and its plot are

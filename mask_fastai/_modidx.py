@@ -602,6 +602,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                  'mask_fastai/recipe.py'),
                                     'mask_fastai.recipe._first_lr': ('recipe.html#_first_lr', 'mask_fastai/recipe.py'),
                                     'mask_fastai.recipe._start_of': ('recipe.html#_start_of', 'mask_fastai/recipe.py'),
+                                    'mask_fastai.recipe.epoch_line': ('recipe.html#epoch_line', 'mask_fastai/recipe.py'),
                                     'mask_fastai.recipe.fit_one_cycle_from': ('recipe.html#fit_one_cycle_from', 'mask_fastai/recipe.py'),
                                     'mask_fastai.recipe.fit_recipe': ('recipe.html#fit_recipe', 'mask_fastai/recipe.py'),
                                     'mask_fastai.recipe.load_checkpoint': ('recipe.html#load_checkpoint', 'mask_fastai/recipe.py'),

@@ -220,7 +220,7 @@ def _report_args(p):
     p.add_argument('--models', required=True, help='run folder')
     p.add_argument('--out', default=None, help='report folder (default: MODELS/report), replaced whole')
 
-@command('report', 'analysis report of a run on its validation people', _report_args, shared=('bs',))
+@command('report', 'analysis report of a run on its validation people', _report_args, shared=('quiet', 'bs'))
 def cmd_report(args):
     "Confusion matrices, per-class table, top losses, misclassified images, t-SNE, Grad-CAM and report.html."
     from mask_fastai.report import run_report

@@ -225,7 +225,7 @@ def _detect_and_save(batches:list, root:Path, cfg:CropSettings, device:str, num_
     with ThreadPoolExecutor(n_workers) as ex:            # loads the next batch and saves crops while MTCNN runs
         pending = _load_batch(ex, batches[0], cfg.size) if batches else []
         n = sum(len(b[1]) for b in batches)
-        for bi in (bar(range(len(batches)), f'face crops of {n} photos (batches)') if progress and batches else range(len(batches))):
+        for bi in (bar(range(len(batches)), f'face crops of {n} photos') if progress and batches else range(len(batches))):
             loaded = [f.result() for f in pending]
             pending = _load_batch(ex, batches[bi + 1], cfg.size) if bi + 1 < len(batches) else []
             ok = []

@@ -169,7 +169,7 @@ def identity_features(paths, size=(128, 96), bs:int=64, num_workers:int|None=0, 
     dl = image_dl(paths, size, norm_stats(), bs=bs, num_workers=num_workers, device=device)
     body = create_body(pretrained=True).to(dl.device).eval()
     feats = []
-    for b in bar(dl, f'identity features of {len(paths)} photos (batches)'):
+    for b in bar(dl, f'identity features of {len(paths)} photos'):
         x = b[0] if isinstance(b, (tuple, list)) else b
         x, = body.forward_intermediates(x, indices=[IDENTITY_TAP], intermediates_only=True, stop_early=True, extra_blocks=True)
         feats.append(x.float().mean((2, 3)).cpu())

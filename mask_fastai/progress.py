@@ -50,26 +50,27 @@ def log(line:str):
     print(line, flush=True)
 
 class LogProgressBar(ProgressBar):
-    "fastprogress's `ProgressBar` writing a labelled line at the start, every `every_pct` percent or `every_s` seconds, and at the end."
-    every_pct, every_s, update_every = 10, 30, 0   # fastprogress updates every 0.2 s; here every count, the line decides
-    def __init__(self, gen, total=None, display=True, leave=True, parent=None, master=None, comment='', label=None):
-        self.label = label or (parent.child_label() if parent is not None else _PHASE[-1])
+    "fastprogress's `ProgressBar` as log lines: a start line, a line every `every_pct` percent (at most every `min_s` seconds) or `every_s` seconds, an end line."
+    every_pct, every_s, min_s, update_every = 10, 30, 5, 0   # fastprogress updates every 0.2 s; here every count, the line decides
+    def __init__(self, gen, total=None, display=True, leave=True, parent=None, master=None, comment='', label=None, unit='batches'):
+        self.own = label is not None or parent is not None   # inside a `phase`, the phase says when it starts and ends
+        self.label, self.unit = label or (parent.child_label() if parent is not None else _PHASE[-1]), unit
         super().__init__(gen, total, display, leave, parent, master, comment)
     def on_iter_begin(self):
         super().on_iter_begin()
-        self.t0, self.shown_pct, self.shown_t = time.time(), 0, time.time()
-        log(f"{self.label}: {self.total if self.total is not None else '?'} to go")
+        self.t0 = self.shown_t = time.time(); self.shown_pct = 0
+        if self.own: log(f"{self.label}: {self.total if self.total is not None else '?'} {self.unit} to go")
     def on_update(self, val, text):
         if not val or not self.total or val >= self.total: return
         pct, now = 100 * val / self.total, time.time()
-        if pct < self.shown_pct + self.every_pct and now < self.shown_t + self.every_s: return
+        if not ((pct >= self.shown_pct + self.every_pct and now >= self.shown_t + self.min_s) or now >= self.shown_t + self.every_s): return
         self.shown_pct, self.shown_t = pct - pct % self.every_pct, now
         rate = val / max(now - self.t0, 1e-9)
-        log(f"{self.label}: {val}/{self.total} ({pct:.0f}%), {rate:.1f}/s, {format_time((self.total - val) / rate)} left")
+        log(f"{self.label}: {val}/{self.total} {self.unit} ({pct:.0f}%), {rate:.1f}/s, {format_time((self.total - val) / rate)} left")
     def on_iter_end(self):
         if getattr(self, 't0', None) is None: return
-        el = time.time() - self.t0
-        log(f"{self.label}: {self.total if self.total is not None else self.last_v} done in {format_time(el)}"); self.t0 = None
+        if self.own: log(f"{self.label}: {self.total if self.total is not None else self.last_v} {self.unit} in {format_time(time.time() - self.t0)}")
+        self.t0 = None
         super().on_iter_end()
     def on_interrupt(self): log(f"{self.label}: interrupted"); self.t0 = None
 
@@ -105,11 +106,11 @@ def _fastai_master_bar(gen, *args, **kwargs):
     import fastprogress.fastprogress as fp
     return {'log': LogMasterBar, 'quiet': SilentMasterBar}.get(progress_mode(), fp.master_bar)(gen, *args, **kwargs)
 
-def bar(gen, label:str, total=None):
-    "Progress over `gen` labelled `label`: fastprogress's bar, log lines, or nothing, by `progress_mode`."
+def bar(gen, label:str, total=None, unit:str='batches'):
+    "Progress over `gen` labelled `label`, counting `unit`: fastprogress's bar, log lines, or nothing, by `progress_mode`."
     mode = progress_mode()
     if mode == 'quiet': return gen
-    if mode == 'log': return LogProgressBar(gen, total=total, label=label)
+    if mode == 'log': return LogProgressBar(gen, total=total, label=label, unit=unit)
     from fastprogress.fastprogress import progress_bar
     return progress_bar(gen, total=total, comment=label, leave=False)
 

@@ -14,8 +14,8 @@ from .runfolder import CHECKPOINTS, STATE, SPLIT, split_record, check_split
 from .prepare import data_folder, split_table
 
 # %% auto #0
-__all__ = ['EpochHistory', 'fit_one_cycle_from', 'recipe_phases', 'ResumeCheckpoint', 'read_checkpoint_state', 'same_run',
-           'load_checkpoint', 'SaveBest', 'record_split', 'fit_recipe']
+__all__ = ['EpochHistory', 'epoch_line', 'fit_one_cycle_from', 'recipe_phases', 'ResumeCheckpoint', 'read_checkpoint_state',
+           'same_run', 'load_checkpoint', 'SaveBest', 'record_split', 'fit_recipe']
 
 # %% ../nbs/21_recipe.ipynb #ace6fd0e
 class EpochHistory(Callback):
@@ -35,7 +35,14 @@ class EpochHistory(Callback):
         row['time_s'] = round(time.time() - self.t0, 2)
         self.rows.append({k: float(v) if isinstance(v, (float, np.floating, torch.Tensor)) else v for k, v in row.items()})
         if self.fname: atomic_write(self.fname, pd.DataFrame(self.rows).to_csv(index=False))
-        if self.verbose: print(' '.join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in self.rows[-1].items()), flush=True)
+        if self.verbose: print(epoch_line(self.rows[-1], self.rows[-2]['time_s'] if len(self.rows) > 1 else 0.), flush=True)
+
+def epoch_line(row:dict, t_before:float=0.) -> str:
+    "One epoch as one readable line: losses, macro F1 and each task's F1, and the time it took."
+    task = ', '.join(f"{t} {row[f'{t}_f1']:.3f}" for t in ('mask', 'gender', 'age') if f'{t}_f1' in row)
+    head = f"epoch {int(row['epoch']) + 1}" + (f" ({row['phase']})" if row.get('phase') == 'frozen' else '')
+    return (f"{head}: train_loss {row.get('train_loss', float('nan')):.4f}  valid_loss {row.get('valid_loss', float('nan')):.4f}  "
+            f"f1_macro {row.get('f1_macro', float('nan')):.4f}" + (f"  ({task})" if task else '') + f"  {row['time_s'] - t_before:.0f} s")
 
 # %% ../nbs/21_recipe.ipynb #fe76d98c
 def fit_one_cycle_from(learn:Learner, n_epoch:int, lr_max, start_epoch:int=0, div=25., div_final=1e5, pct_start=0.25, cbs=None):

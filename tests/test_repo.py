@@ -16,12 +16,32 @@ def test_ci_runs_the_readme_test_command_verbatim():
 
 def test_quick_start_has_exactly_two_commands():
     md = (ROOT/'README.md').read_text()
-    qs = md.split('## Quick start', 1)[1].split('\n## ', 1)[0]
+    qs = md.split('## Install and run the demo', 1)[1].split('\n## ', 1)[0]
     assert len(re.findall(r'```bash\n', qs)) == 2
     assert 'mask-fastai demo' in qs
 
 def test_readme_is_generated_from_index_notebook():
     r = subprocess.run([sys.executable, str(ROOT/'tools'/'nb2readme.py'), '--check'], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+def test_readme_is_a_front_page():
+    "What a new user needs on one page; the benchmark tables, plot and findings live in bench/README.md."
+    md = (ROOT/'README.md').read_text()
+    assert len(md.splitlines()) <= 150
+    assert '(bench/README.md)' in md and (ROOT/'bench'/'README.md').exists()
+
+def test_readme_figures_come_from_the_records():
+    "The install and demo paragraph and the results table are what the code prints from bench/results.jsonl today."
+    sys.path.insert(0, str(ROOT/'bench'))
+    from frontdoor import readme_paragraph
+    from budget_table import headline, records
+    from mask_fastai.compare import read_records
+    md = (ROOT/'README.md').read_text()
+    assert readme_paragraph(read_records(bench='frontdoor')[-1]) in md
+    assert headline(records()) in md
+
+def test_benchmark_page_is_what_the_records_give():
+    r = subprocess.run([sys.executable, str(ROOT/'bench'/'budget_table.py'), '--check'], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
 def test_no_large_files_tracked():

@@ -1,4 +1,5 @@
-"""Write README.md from nbs/index.ipynb (markdown cells as they are, code cells as fenced blocks).
+"""Write README.md from nbs/index.ipynb (markdown cells as they are, code cells as fenced blocks, and for a code cell
+marked `#| echo: false` its markdown output only: the README's figures are printed by code from the records).
 
 nbdev's own `nbdev-readme` renders through Quarto, which this project does not require; this keeps
 README.md a pure function of index.ipynb, and tests/test_repo.py checks the two are in sync."""
@@ -12,6 +13,7 @@ def nb2md(nb_path) -> str:
         src = ''.join(c['source']).strip()
         if not src or src.startswith('#| hide'): continue
         if c['cell_type'] == 'markdown': out.append(src)
+        elif src.startswith('#| echo: false'): out += [''.join(o['data']['text/markdown']).strip() for o in c.get('outputs', []) if 'text/markdown' in o.get('data', {})]
         elif c['cell_type'] == 'code': out.append(f"```python\n{src}\n```")
     return '\n\n'.join(out) + '\n'
 
