@@ -436,6 +436,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                         'mask_fastai/losses.py'),
                                     'mask_fastai.losses._as_labels': ('losses.html#_as_labels', 'mask_fastai/losses.py'),
                                     'mask_fastai.losses._class_weights': ('losses.html#_class_weights', 'mask_fastai/losses.py'),
+                                    'mask_fastai.losses._joint_loss': ('losses.html#_joint_loss', 'mask_fastai/losses.py'),
                                     'mask_fastai.losses._per_task': ('losses.html#_per_task', 'mask_fastai/losses.py'),
                                     'mask_fastai.losses._task_loss': ('losses.html#_task_loss', 'mask_fastai/losses.py'),
                                     'mask_fastai.losses.age_loss': ('losses.html#age_loss', 'mask_fastai/losses.py'),

@@ -46,7 +46,8 @@ def load_run(dirs, device=None) -> MaskLearner:
     t = confs[0]['train']
     dls = RunDataLoaders(**{**vars(inp), 'device': device or default_device()})
     learn = MaskLearner(dls, model, dls, path=ds[0] if len(ds) == 1 else Path(ds[0]).parent,
-                        loss_func=MultiTaskLoss(loss=t['loss'], gamma=t['gamma'], label_smoothing=t['label_smoothing']), metrics=mask_metrics())
+                        loss_func=MultiTaskLoss(loss=t['loss'], gamma=t['gamma'], label_smoothing=t['label_smoothing'], joint=confs[0]['model']['head'] == 'joint'),
+                        metrics=mask_metrics())
     learn.run_dirs, learn.configs = ds, confs
     learn.model.to(dls.device)
     return learn

@@ -193,10 +193,11 @@ def mix_callbacks(cfg:TrainConfig) -> list:
     return [] if cls is None else [cls(p=cfg.mix_p)]
 
 def mask_loss(cfg:TrainConfig, labels=None) -> MultiTaskLoss:
-    "The multi-task loss of a run; `labels` (training 18-class ids) feed `class_weights='inverse'`."
+    "The loss of a run (per task, or one 18-way loss for a joint head); `labels` (training 18-class ids) feed `class_weights='inverse'`."
     return MultiTaskLoss(task_weights=cfg.task_weights, loss=cfg.loss, gamma=cfg.gamma, label_smoothing=cfg.label_smoothing,
                          class_weights=cfg.class_weights, labels=labels, true_age_weight=cfg.true_age_weight if uses_true_age(cfg) else 0.,
-                         age_head=cfg.age_head if cfg.age_head != 'group' else 'fine', age_edges=age_bin_edges(cfg.model_config()), age_sigma=cfg.age_sigma)
+                         age_head=cfg.age_head if cfg.age_head != 'group' else 'fine', age_edges=age_bin_edges(cfg.model_config()), age_sigma=cfg.age_sigma,
+                         joint=cfg.head == 'joint')
 
 class NonFiniteLoss(RuntimeError): "Training diverged: a loss that is not a finite number."
 

@@ -67,8 +67,8 @@ def _class_weights(class_weights, labels) -> tuple:
     return _per_task(class_weights, 'class_weights')
 
 def _task_loss(task:str, kind:str='ce', gamma:float=2., label_smoothing:float=0., class_weight=None) -> nn.Module:
-    "Per-sample loss of one `task`'s marginal: PyTorch's cross-entropy (`kind='ce'`) or `FocalLossLS` (`'focal'`)."
-    n = TASK_SIZES[TASKS.index(task)]
+    "Per-sample loss of one `task`'s marginal (or of the 18 classes, `task='joint'`): PyTorch's cross-entropy (`kind='ce'`) or `FocalLossLS` (`'focal'`)."
+    n = N_CLASSES if task == 'joint' else TASK_SIZES[TASKS.index(task)]
     if class_weight is not None:
         class_weight = torch.as_tensor(class_weight, dtype=torch.float)
         if class_weight.shape != (n,): raise ValueError(f"class weights of {task} must have {n} entries, got shape {tuple(class_weight.shape)}")
@@ -80,8 +80,17 @@ def _task_loss(task:str, kind:str='ce', gamma:float=2., label_smoothing:float=0.
 # %% ../nbs/12_losses.ipynb #73f72398
 _REDUCTIONS = ('mean', 'sum', 'none')
 
+def _joint_loss(per_task:list) -> nn.Module:
+    "The 18-way loss of a joint head from per-task settings `(task, kind, gamma, smoothing, class_weight)`, which must agree; an 18-class weight is the product of the three tasks' weights."
+    kinds = {(k, float(g) if k == 'focal' else None, float(ls)) for _, k, g, ls, _ in per_task}
+    if len(kinds) > 1: raise ValueError(f"a joint head has one loss over the 18 classes: loss, gamma and label_smoothing must be the same for every task, got {sorted(kinds, key=str)}")
+    ws = [torch.ones(n) if cw is None else torch.as_tensor(cw, dtype=torch.float) for (_, _, _, _, cw), n in zip(per_task, TASK_SIZES)]
+    w = None if all(cw is None for *_, cw in per_task) else torch.einsum('i,j,k->ijk', *ws).flatten()
+    (_, kind, g, ls, _), = [per_task[0]]
+    return _task_loss('joint', kind, g, ls, w)
+
 class MultiTaskLoss(Module):
-    "Weighted sum of per-task CE/focal losses on the marginals of `(bs, 18)` joint logits, for 18-class targets."
+    "Weighted sum of per-task CE/focal losses on the marginals of `(bs, 18)` joint logits, for 18-class targets; `joint`: one 18-way loss instead."
     y_int = True
     def __init__(self,
         task_weights=(1., 1., 1.), # weight of each task's loss in the sum
@@ -95,11 +104,14 @@ class MultiTaskLoss(Module):
         age_head:str='fine', # the model's age head learnt from the true ages: 'fine', 'dldl' or 'ordinal'
         age_edges=None, # edges of its bins (None: `model.default_fine_edges()` for fine, `model.YEAR_EDGES` otherwise)
         age_sigma:float=0., # std (years) of the Gaussian spread of the target age over the bins (0: the true age's own bin)
+        joint:bool=False, # one loss over the 18 classes (a joint head, whose 18 outputs are not a product of task outputs)
     ):
         self.task_weights = tuple(float(w) for w in _per_task(task_weights, 'task_weights'))
         cws = _class_weights(class_weights, labels)
-        self.losses = nn.ModuleDict({task: _task_loss(task, kind, g, ls, cw) for task, kind, g, ls, cw in zip(
-            TASKS, _per_task(loss, 'loss'), _per_task(gamma, 'gamma'), _per_task(label_smoothing, 'label_smoothing'), cws)})
+        per_task = list(zip(TASKS, _per_task(loss, 'loss'), _per_task(gamma, 'gamma'), _per_task(label_smoothing, 'label_smoothing'), cws))
+        self.joint = joint
+        if joint: self.losses = nn.ModuleDict({'joint': _joint_loss(per_task)})
+        else: self.losses = nn.ModuleDict({task: _task_loss(task, kind, g, ls, cw) for task, kind, g, ls, cw in per_task})
         self.reduction, self.last_task_losses = reduction, {}
         if age_head not in ('fine', 'dldl', 'ordinal'): raise ValueError(f"age_head must be 'fine', 'dldl' or 'ordinal', got {age_head!r}")
         self.true_age_weight, self.age_head, self.age_sigma = float(true_age_weight), age_head, float(age_sigma)
@@ -115,7 +127,8 @@ class MultiTaskLoss(Module):
         self._reduction = v
 
     def task_losses(self, out:torch.Tensor, targ:torch.Tensor) -> dict:
-        "Per-sample `(bs,)` loss of every task (class-weighted, before `task_weights`)."
+        "Per-sample `(bs,)` loss of every task (class-weighted, before `task_weights`), or with `joint` the one 18-way loss."
+        if self.joint: return {'joint': self.losses['joint'](out, torch.as_tensor(targ).long().view(-1))}
         lps, ts = task_log_probs(out), decode_class(torch.as_tensor(targ).long().view(-1))
         return {t: self.losses[t](lps[t], y) for t, y in zip(TASKS, ts)}
 
@@ -129,7 +142,7 @@ class MultiTaskLoss(Module):
         per = self.task_losses(out, targ)
         if age is not None and self.true_age_weight: per['age_true'] = self.true_age_loss(age)
         self.last_task_losses = dict(zip(per, torch.stack([l.detach().mean() for l in per.values()]).tolist()))
-        ws = dict(zip(TASKS, self.task_weights), age_true=self.true_age_weight)
+        ws = dict(zip(TASKS, self.task_weights), age_true=self.true_age_weight, joint=1.)
         return reduce_loss(sum(ws[t] * l for t, l in per.items()), self.reduction)
 
     def activation(self, out:torch.Tensor) -> torch.Tensor: return F.softmax(out, dim=-1)
