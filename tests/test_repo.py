@@ -161,3 +161,43 @@ def test_notebooks_stay_small():
     assert total < 15_000_000, f'nbs/ notebooks hold {total/1e6:.1f} MB (at most 15 MB: smaller figures, lower dpi)'
     big = [f'{p.relative_to(ROOT)}: {p.stat().st_size // 1000} KB' for p in notebooks() if p.stat().st_size > 1_000_000]
     assert not big, big
+
+NOISE = {'\r': 'a progress bar redrawn in place', '█': 'progress-bar text', 'Better model found': "SaveModelCallback's chatter",
+         'Traceback (most recent call last)': 'a traceback', '/tmp/': 'a temporary path', 'site-packages': 'a library path'}
+
+def _outputs(nb):
+    for i, c in enumerate(json.loads(nb.read_text())['cells']):
+        for o in c.get('outputs', []): yield i, o
+
+def _text(o) -> str:
+    if o.get('output_type') == 'stream': return ''.join(o.get('text', ''))
+    data = o.get('data', {})
+    return ''.join(data.get('text/plain', '')) + ''.join(data.get('text/html', '')) + ''.join(data.get('text/markdown', ''))
+
+def test_notebook_outputs_hold_no_noise():
+    "What a reader sees under the code: no progress bars, chatter, tracebacks, warnings on stderr or paths of this machine."
+    bad = []
+    for nb in notebooks():
+        for i, o in _outputs(nb):
+            where = f'{nb.relative_to(ROOT)} cell {i}'
+            if o.get('output_type') == 'error': bad.append(f'{where}: an error output')
+            if o.get('output_type') == 'stream' and o.get('name') == 'stderr': bad.append(f'{where}: stderr ({"".join(o["text"])[:80]!r})')
+            bad += [f'{where}: {why}' for s, why in NOISE.items() if s in _text(o)]
+    assert not bad, bad[:15]
+
+def _png_size_dpi(b64:str) -> tuple:
+    import base64, io
+    from PIL import Image
+    im = Image.open(io.BytesIO(base64.b64decode(b64)))
+    return im.size, im.info.get('dpi', (None,))[0]
+
+def test_lesson_figures_are_readable():
+    "Lesson figures at least 400x150 pixels, drawn at 90 dpi or more (`course_style`): text a reader can read on GitHub."
+    bad = []
+    for nb in sorted((ROOT/'nbs'/'course').glob('*.ipynb')):
+        for i, o in _outputs(nb):
+            png = o.get('data', {}).get('image/png')
+            if not png: continue
+            (w, h), dpi = _png_size_dpi(png)
+            if w < 400 or h < 150 or (dpi is not None and dpi < 89.5): bad.append(f'{nb.name} cell {i}: {w}x{h} px at {dpi} dpi')
+    assert not bad, bad
