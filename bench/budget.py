@@ -42,7 +42,7 @@ def predict(out:Path, a, models=None) -> dict:
     key, res = Path(a.data)/'answers'/'eval_labels.csv', {}
     for v in a.predict.split(','):
         opts = v.split('+')
-        flags = (['--tta'] if 'tta' in opts else []) + (['--pool-identities'] if 'pool' in opts else [])
+        flags = (['--tta'] if 'tta' in opts else []) + ['--pool-identities' if 'pool' in opts else '--no-pool-identities']
         sub = out/'bench'/f"{v.replace('+', '_')}.csv"
         wall, cpu, _ = cli('predict', '--data', a.data, '--models', *(models or [out]), '--out', sub, '--force', '--quiet', *flags)
         s = json.loads(cli('score', sub, key, capture=True)[2])

@@ -34,7 +34,7 @@ def main():
     for v in a.variants.split(','):
         opts = v.split('+')
         extra = (['--tta'] if 'tta' in opts else []) + (['--offsets', out/'offsets.json'] if 'offsets' in opts else []) + \
-                (['--pool-identities'] if 'pool' in opts else [])
+                ['--pool-identities' if 'pool' in opts else '--no-pool-identities']
         sub = out/f"{v.replace('+', '_')}.csv"
         t, _ = sh('predict', '--data', a.data, '--models', m, '--out', sub, '--force', '--quiet', *extra)
         s = json.loads(sh('score', sub, key, capture=True)[1])

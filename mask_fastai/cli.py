@@ -110,7 +110,8 @@ def _predict_args(p):
     p.add_argument('--tta', action='store_true', help='average with horizontally flipped images')
     p.add_argument('--vote', default='soft', choices=['soft', 'hard'], help='combine several runs by mean probability (soft) or majority of their classes (hard)')
     p.add_argument('--offsets', default=None, metavar='FILE', help='decision offsets from `mask-fastai tune` (offsets.json)')
-    p.add_argument('--pool-identities', action='store_true', help='group eval photos into people and share gender and age predictions within a group')
+    p.add_argument('--pool-identities', action=argparse.BooleanOptionalAction, default=None,
+                   help='group eval photos into people and share gender and age predictions within a group (default: on for a folder of 7 photos per person)')
 
 @command('predict', 'predict eval/info.csv into a submission', _predict_args, shared=('data', 'force', 'quiet', 'bs'))
 def cmd_predict(args):
@@ -125,7 +126,8 @@ def cmd_predict(args):
     check_outputs([out, probs_path(out)], inputs, args.force)
     sub = predict_folder(data, args.models, out, tta=args.tta, bs=args.bs, progress=not args.quiet,
                          vote=args.vote, offsets=args.offsets, pool_identities=args.pool_identities)
-    print(f"wrote {len(sub)} predictions to {out} (probabilities: {probs_path(out)})")
+    pooled = 'identities pooled' + (' (the default for 7 photos per person; --no-pool-identities turns it off)' if args.pool_identities is None else '') if sub.attrs['pooled'] else 'no identity pooling'
+    print(f"wrote {len(sub)} predictions to {out} (probabilities: {probs_path(out)}; {pooled})")
 
 def _vote_args(p):
     p.add_argument('--probs', nargs='+', required=True, help='probability files written by predict (<submission>.probs.csv)')
@@ -272,8 +274,8 @@ def demo_summary(data:Path, out:Path, scores:dict, valid_f1:float, default_data:
         f"answer key:  {key}",
         f"report:      {out/'report'/'report.html'}",
         "next:",
-        f"  mask-fastai predict{d} --models {out} --tta --pool-identities --out {out/'tta_pool.csv'}   # flip TTA + one answer per person",
-        f"  mask-fastai score{d} {out/'tta_pool.csv'}",
+        f"  mask-fastai predict{d} --models {out} --tta --out {out/'tta.csv'}   # flip TTA (one answer per person is on by default)",
+        f"  mask-fastai score{d} {out/'tta.csv'}",
         f"  mask-fastai runs {out.parent} --key {key}",
         f"  mask-fastai train --data YOUR_DATA --out runs/r1   # the competition folder: DATA/train, DATA/eval"])
 

@@ -23,7 +23,8 @@ from .ensemble import read_probs
 from . import ensemble, identities   # module-qualified: `predict_folder`'s `pool_identities` flag would shadow the function
 
 # %% auto #0
-__all__ = ['RunDataLoaders', 'load_run', 'check_submission', 'probs_path', 'write_predictions', 'vote_files', 'predict_folder']
+__all__ = ['RunDataLoaders', 'load_run', 'check_submission', 'probs_path', 'write_predictions', 'vote_files', 'pools_by_default',
+           'predict_folder']
 
 # %% ../nbs/24_inference.ipynb #d6f9146f
 class _NoData:
@@ -84,13 +85,18 @@ def vote_files(data, probs_files, out, how:str='soft') -> pd.DataFrame:
     return pd.read_csv(out)
 
 # %% ../nbs/24_inference.ipynb #eb2892b0
+def pools_by_default(n_photos:int, vote:str='soft') -> bool:
+    "Does `predict` pool identities when not told: soft voting over an eval folder in the competition's layout, several people of 7 photos each."
+    return vote == 'soft' and n_photos >= 2 * len(STEMS) and n_photos % len(STEMS) == 0
+
 def predict_folder(data, runs, out='submission.csv', tta:bool=False, bs:int=64, progress:bool=True, vote:str='soft', offsets=None,
-                   pool_identities:bool=False) -> pd.DataFrame:
-    "Predict every row of `data`/eval/info.csv with the saved `runs` (folders, or a `load_run` learner; soft or hard `vote`), optionally pool identities and apply decision `offsets` (a file), write the submission `out` and `<out>.probs.csv`."
+                   pool_identities:bool|None=None) -> pd.DataFrame:
+    "Predict every row of `data`/eval/info.csv with the saved `runs` (folders, or a `load_run` learner; soft or hard `vote`), pool identities (None: `pools_by_default`), apply decision `offsets` (a file), write the submission `out` and `<out>.probs.csv`."
     if vote not in ('soft', 'hard'): raise ValueError(f"vote must be 'soft' or 'hard', got {vote!r}")
     if vote == 'hard' and (offsets is not None or pool_identities): raise ValueError("offsets and identity pooling work on probabilities: use vote='soft'")
     off = ensemble.load_offsets(offsets) if offsets is not None else None   # fail before the long part
     info = read_eval(data)
+    if pool_identities is None: pool_identities = pools_by_default(len(info), vote)
     learn = runs if isinstance(runs, Learner) else load_run(runs)
     dl = learn.dls.test_dl(info.path, bs=bs, progress=progress, cache=True)
     with (learn.no_bar() if not progress else contextlib.nullcontext()), phase(f"prediction of {len(info)} photos{' with flip TTA' if tta else ''}"):
@@ -105,4 +111,5 @@ def predict_folder(data, runs, out='submission.csv', tta:bool=False, bs:int=64, 
         ans = probs.argmax(1)
     if off is not None: probs = ensemble.apply_offsets(probs, off); ans = probs.argmax(1)
     write_predictions(info, ans, probs, out, **extra)
-    return pd.read_csv(out)
+    sub = pd.read_csv(out); sub.attrs['pooled'] = bool(pool_identities)
+    return sub

@@ -10,12 +10,12 @@ import numpy as np, pandas as pd, torch
 from fastai.vision.all import *
 from .config import TrainConfig
 from .files import atomic_write, read_json
-from .runfolder import CHECKPOINTS, STATE, SPLIT, split_record, check_split
+from .runfolder import CHECKPOINTS, STATE, SPLIT, HISTORY, split_record, check_split
 from .prepare import data_folder, split_table
 
 # %% auto #0
 __all__ = ['EpochHistory', 'epoch_line', 'fit_one_cycle_from', 'recipe_phases', 'ResumeCheckpoint', 'read_checkpoint_state',
-           'same_run', 'load_checkpoint', 'SaveBest', 'record_split', 'fit_recipe']
+           'same_run', 'load_checkpoint', 'SaveBest', 'record_split', 'keep_history', 'fit_recipe']
 
 # %% ../nbs/21_recipe.ipynb #ace6fd0e
 class EpochHistory(Callback):
@@ -123,12 +123,20 @@ def _first_lr(learn:Learner, cfg:TrainConfig) -> float:
     if not np.isfinite(lr) or lr <= 0: raise RuntimeError(f"lr_find found no learning rate (suggested {lr}); give one with --lr, e.g. 2e-3")
     return lr
 
+def keep_history(learn:Learner, resume:bool=False) -> EpochHistory:
+    "`learn`'s `EpochHistory`, or a new one writing the run folder's history.csv (continued when resuming): a run trained from Python keeps the history `train` keeps."
+    h = next((cb for cb in learn.cbs if isinstance(cb, EpochHistory)), None)
+    if h is None: h = EpochHistory(Path(learn.path)/HISTORY); learn.add_cb(h)
+    if resume and not h.rows and h.fname is not None and Path(h.fname).exists(): h.rows = pd.read_csv(h.fname).to_dict('records')
+    return h
+
 def fit_recipe(learn:Learner, cfg:TrainConfig|None=None, resume:bool=False) -> float:
     "Train `learn` (its `cfg` by default) through `recipe_phases`, keeping the best epoch by f1_macro; `resume` continues after the last finished epoch. Returns the learning rate."
     cfg = cfg or learn.cfg
     state = read_checkpoint_state(learn.path) if resume else None
     if resume and state is None: raise FileNotFoundError(f"nothing to resume in {learn.path}: no {CHECKPOINTS}/{STATE}")
     record_split(learn, cfg, resume)
+    keep_history(learn, resume)
     save_best = SaveBest()
     if state is not None:
         if not same_run(state['config'], cfg.to_dict()): raise ValueError(f"{learn.path}: the checkpoint was made with another config; resume with the saved one")

@@ -20,10 +20,10 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def trained(tmp_path_factory, env, data):
-    "A finished run trained on `data` with the `TINY` settings, and its plain submission `sub.csv`: read them, copy them to change them."
+    "A finished run trained on `data` with the `TINY` settings, and its per-photo submission `sub.csv` (no identity pooling): read them, copy them to change them."
     d = tmp_path_factory.mktemp('trained')
     run('train', '--data', data, '--out', d/'run', *TINY, env=env)
-    run('predict', '--data', data, '--models', d/'run', '--out', d/'sub.csv', '--quiet', env=env)
+    run('predict', '--data', data, '--models', d/'run', '--out', d/'sub.csv', '--no-pool-identities', '--quiet', env=env)
     return d/'run'
 
 

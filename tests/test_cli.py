@@ -108,8 +108,8 @@ def test_kfold_run_writes_out_of_fold_predictions(kfold, env, data):
         assert m['fold_f1_macro'][k] == json.loads((kfold/f'fold{k}'/'metrics.json').read_text())['f1_macro']
 
 def test_kfold_folder_predicts_as_the_mean_of_its_folds(kfold, env, data, tmp_path):
-    run('predict', '--data', data, '--models', kfold, '--out', tmp_path/'kf.csv', '--quiet', env=env)
-    for k in (0, 1): run('predict', '--data', data, '--models', kfold/f'fold{k}', '--out', tmp_path/f'f{k}.csv', '--quiet', env=env)
+    run('predict', '--data', data, '--models', kfold, '--out', tmp_path/'kf.csv', '--no-pool-identities', '--quiet', env=env)
+    for k in (0, 1): run('predict', '--data', data, '--models', kfold/f'fold{k}', '--out', tmp_path/f'f{k}.csv', '--no-pool-identities', '--quiet', env=env)
     p, p0, p1 = (pd.read_csv(tmp_path/f'{n}.probs.csv')[PROB_COLS].to_numpy() for n in ('kf', 'f0', 'f1'))
     np.testing.assert_allclose(p, (p0 + p1) / 2, atol=2e-6)
     assert pd.read_csv(tmp_path/'kf.csv').ImageID.tolist() == pd.read_csv(data/'eval'/'info.csv').ImageID.tolist()
@@ -128,7 +128,7 @@ def test_offsets_tta_pooling_and_hard_vote(kfold, env, data, tmp_path):
     assert not (tmp_path/'y.csv').exists()
 
 def test_vote_over_probability_files(kfold, env, data, tmp_path):
-    for k in (0, 1): run('predict', '--data', data, '--models', kfold/f'fold{k}', '--out', tmp_path/f'f{k}.csv', '--quiet', env=env)
+    for k in (0, 1): run('predict', '--data', data, '--models', kfold/f'fold{k}', '--out', tmp_path/f'f{k}.csv', '--no-pool-identities', '--quiet', env=env)
     run('vote', '--data', data, '--probs', tmp_path/'f0.probs.csv', tmp_path/'f1.probs.csv', '--out', tmp_path/'soft.csv', env=env)
     p0, p1, v = (pd.read_csv(tmp_path/f)[PROB_COLS].to_numpy() for f in ('f0.probs.csv', 'f1.probs.csv', 'soft.probs.csv'))
     np.testing.assert_allclose(v, (p0 + p1) / 2, atol=2e-6)
@@ -249,9 +249,18 @@ def test_pseudo_labels_second_round(tmp_path, env, data, trained):
     run('train', '--data', data, '--out', tmp_path/'ps_dldl', *TINY, '--age-head', 'dldl', '--pseudo-labels', tmp_path/'ps1.probs.csv', '--pseudo-threshold', t, env=env)   # no true age for them: their age loss counts 0
     assert json.loads((tmp_path/'ps_dldl'/'metrics.json').read_text())['train_images'] == m2['train_images']
 
-    run('predict', '--data', data, '--models', trained, '--out', tmp_path/'plain.csv', '--quiet', env=env)   # no identity groups
+    run('predict', '--data', data, '--models', trained, '--out', tmp_path/'plain.csv', '--no-pool-identities', '--quiet', env=env)   # no identity groups
     for flags, msg in ((['--pseudo-labels', tmp_path/'plain.probs.csv'], 'predict --pool-identities'),
                        (['--pseudo-labels', tmp_path/'ps1.probs.csv', '--pseudo-threshold', '1.5'], 'must be in (0, 1]'),
                        (['--pseudo-labels', tmp_path/'nowhere.csv'], 'nowhere.csv')):
         assert msg in one_line(fails('train', '--data', data, '--out', tmp_path/'ps3', *TINY, *flags, env=env))
         assert not (tmp_path/'ps3'/'model.safetensors').exists()
+
+
+def test_predict_pools_identities_by_default_and_says_so(trained, env, data, tmp_path):
+    "Pooling gained on nearly every benchmark record: on an eval folder of 7 photos per person `predict` pools unless told not to."
+    r = run('predict', '--data', data, '--models', trained, '--out', tmp_path/'auto.csv', env=env)
+    assert 'identities pooled (the default for 7 photos per person; --no-pool-identities turns it off)' in r.stdout, r.stdout
+    assert 'group' in pd.read_csv(tmp_path/'auto.probs.csv').columns
+    r = run('predict', '--data', data, '--models', trained, '--out', tmp_path/'off.csv', '--no-pool-identities', '--quiet', env=env)
+    assert 'no identity pooling' in r.stdout and 'group' not in pd.read_csv(tmp_path/'off.probs.csv').columns

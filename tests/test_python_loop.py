@@ -42,7 +42,7 @@ def test_a_run_trained_in_python_is_a_run_for_the_cli(tmp_path, env, data):
         with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(1, 2e-3)
         save_run(learn)
     finally: os.environ.clear(); os.environ.update(old)
-    run('predict', '--data', data, '--models', tmp_path/'py', '--out', tmp_path/'py.csv', '--quiet', env=env)
+    run('predict', '--data', data, '--models', tmp_path/'py', '--out', tmp_path/'py.csv', '--no-pool-identities', '--quiet', env=env)
     run('report', '--models', tmp_path/'py', env=env)
     assert 'py' in run('runs', tmp_path/'py', env=env).stdout
     assert 'already complete' in one_line(fails('train', '--out', tmp_path/'py', '--resume', env=env))
@@ -66,9 +66,10 @@ def test_a_python_run_killed_mid_way_resumes_from_the_cli(tmp_path, env, data):
     assert json.loads((tmp_path/'py'/'metrics.json').read_text())['epochs_run'] == 2
 
 def test_the_prediction_path_imports_no_training_module(trained, env, data, tmp_path):
+    "Predicting loads no training code of this project (timm itself imports wandb when it is installed, so wandb is not checked)."
     code = (f"import sys\nfrom mask_fastai.cli import main\n"
             f"main(['predict', '--data', {str(data)!r}, '--models', {str(trained)!r}, '--out', {str(tmp_path/'s.csv')!r}, '--quiet'])\n"
-            "print(sorted(m for m in ('wandb', 'mask_fastai.recipe', 'mask_fastai.runs', 'mask_fastai.tracking', 'mask_fastai.distributed') if m in sys.modules))")
+            "print(sorted(m for m in ('mask_fastai.recipe', 'mask_fastai.runs', 'mask_fastai.tracking', 'mask_fastai.distributed') if m in sys.modules))")
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().splitlines()[-1] == '[]', r.stdout

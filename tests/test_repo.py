@@ -201,3 +201,13 @@ def test_lesson_figures_are_readable():
             (w, h), dpi = _png_size_dpi(png)
             if w < 400 or h < 150 or (dpi is not None and dpi < 89.5): bad.append(f'{nb.name} cell {i}: {w}x{h} px at {dpi} dpi')
     assert not bad, bad
+
+def test_readme_design_table_lists_every_notebook_and_its_module():
+    "The README's design table stays true: one row per library notebook, with the module it exports."
+    rows = dict(re.findall(r'^\| `(\w+)` \| `(\w+)` \|', (ROOT/'README.md').read_text(), re.M))
+    actual = {}
+    for nb in sorted((ROOT/'nbs').glob('[0-9]*.ipynb')):
+        src = ''.join(''.join(c['source']) for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'code')
+        m = re.search(r'#\| default_exp (\w+)', src)
+        if m: actual[nb.stem] = m.group(1)
+    assert rows == actual, (set(rows.items()) ^ set(actual.items()))
