@@ -172,10 +172,16 @@ class TrainConfig(ModelConfig):
         for name in ('size', 'age_drop', 'task_weights'):
             if (v := getattr(self, name)) is not None: setattr(self, name, tuple(v))
         if problems := _range_problems(self): raise ValueError('; '.join(problems))
+        if self.preset is not None: _check_preset_applied(self)
 
     def model_config(self) -> ModelConfig:
         "The `ModelConfig` part of the run config; an age head's group border moves to `age_relabel_from`, as the relabelled training labels do."
         return ModelConfig(**_with_age_border({f.name: getattr(self, f.name) for f in fields(ModelConfig)}, self.age_relabel_from))
+
+    @classmethod
+    def from_preset(cls, name:str, **settings) -> TrainConfig:
+        "The config of preset `name` with `settings` over it, as `--preset NAME` with flags gives on the command line."
+        return cls.from_dict({**preset_settings(name), **settings})
 
     @classmethod
     def from_dict(cls, d:dict) -> TrainConfig:
@@ -245,6 +251,14 @@ def preset_settings(name:str|None) -> dict:
     if name is None: return {}
     if name not in PRESETS: raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
     return dict(PRESETS[name], preset=name)
+
+def _check_preset_applied(cfg:TrainConfig):
+    "Refuse a config that names a preset but holds none of its settings: `TrainConfig(preset=...)` records a preset, `from_preset` applies it."
+    p, defaults = preset_settings(cfg.preset), {f.name: f.default for f in fields(TrainConfig)}
+    wanted = {k: v for k, v in p.items() if k != 'preset' and v != defaults[k]}
+    if wanted and all(getattr(cfg, k) == defaults[k] for k in wanted):
+        raise ValueError(f"preset={cfg.preset!r} names settings it does not apply ({', '.join(f'{k}={v}' for k, v in wanted.items())}): "
+                         f"use TrainConfig.from_preset({cfg.preset!r}, ...), as --preset does on the command line")
 
 # %% ../nbs/10_config.ipynb #937f29ee
 def flag_text(v) -> str:

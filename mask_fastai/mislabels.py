@@ -4,18 +4,24 @@
 
 # %% ../nbs/26_mislabels.ipynb #22507cc7
 from __future__ import annotations
+import io
 from pathlib import Path
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
+from fastcore.basics import patch
+from PIL import Image as PILImage
 from .core import *
+from .config import TrainConfig
 from .data import SWAP, load_corrections
 from .ensemble import as_probs, task_marginals
 from .files import atomic_write
 from .report import image_array
 
 # %% auto #0
-__all__ = ['OOF_COLS', 'MISLABEL_KINDS', 'CANDIDATE_COLS', 'KEY_KINDS', 'read_oof', 'find_mislabels', 'mislabel_precision_recall',
-           'plot_candidates', 'candidates_to_corrections', 'write_mislabel_review']
+__all__ = ['OOF_COLS', 'MISLABEL_KINDS', 'CANDIDATE_COLS', 'KEY_KINDS', 'AGE_RELABEL_FROM', 'REVIEW_COLS', 'REVIEW_FIXES',
+           'read_oof', 'find_mislabels', 'mislabel_precision_recall', 'plot_candidates', 'group_age',
+           'candidates_to_corrections', 'write_mislabel_review', 'review_table', 'choices_to_corrections',
+           'MislabelReviewer']
 
 # %% ../nbs/26_mislabels.ipynb #e2c482e1
 OOF_COLS = ('person', 'folder', 'gender', 'age_group', 'mask')
@@ -125,7 +131,7 @@ def plot_candidates(candidates:pd.DataFrame, oof, k:int=12, fn=None, img_col:str
     if img_col not in df: raise ValueError(f"the OOF table has no {img_col!r} column with image paths")
     marg = task_marginals(df[PROB_COLS].to_numpy())
     order = {s: i for i, s in enumerate(STEMS)}
-    fig, axs = plt.subplots(len(top), len(STEMS), figsize=(1.6 * len(STEMS), 2.1 * len(top)), squeeze=False)
+    fig, axs = plt.subplots(len(top), len(STEMS), figsize=(1.75 * len(STEMS), 2.4 * len(top)), squeeze=False)
     for r, c in enumerate(top.itertuples()):
         idx = df.index[df.person == str(c.id)]
         if 'stem' in df: idx = sorted(idx, key=lambda i: order.get(df.at[i, 'stem'], 99))
@@ -138,28 +144,35 @@ def plot_candidates(candidates:pd.DataFrame, oof, k:int=12, fn=None, img_col:str
             p = marg[task][df.index.get_loc(i)]
             lab = df.at[i, task]
             ax.set_title(f"{df.at[i, 'stem'] if 'stem' in df else ''}\nlabel {TASK_NAMES[task][lab]}\npred {TASK_NAMES[task][p.argmax()]} {p.max():.2f}",
-                         fontsize=7, color='black' if p.argmax() == lab else 'red')
+                         fontsize=9, color='black' if p.argmax() == lab else 'red')
         axs[r][0].text(-0.1, 0.5, f"{c.id}\n{c.kind}\n{(str(c.labelled) + '->') if c.labelled == c.labelled and c.labelled else ''}{c.suggested}\nscore {c.score:.2f}", transform=axs[r][0].transAxes,
-                       ha='right', va='center', fontsize=8)
+                       ha='right', va='center', fontsize=9)
     fig.tight_layout()
-    if fn is not None: fig.savefig(fn, dpi=80, bbox_inches='tight')
+    if fn is not None: fig.savefig(fn, dpi=100, bbox_inches='tight')
     return fig
 
 # %% ../nbs/26_mislabels.ipynb #c6730f50
-def _age_value(r:pd.Series, where:str, age_bins) -> str:
-    "The reviewed `value` of age-group candidate `r`, else the age in its suggested group (of `age_bins`) nearest to the labelled age; errors start with `where`."
+AGE_RELABEL_FROM = TrainConfig.age_relabel_from   # today's default: training counts ages from 58 on as >=60
+
+def group_age(age:int, group:int, age_bins=AGE_BINS, relabel_from:int|None=AGE_RELABEL_FROM) -> int:
+    "The age in age group `group` (of `age_bins`) nearest to `age`; a younger group stays below `relabel_from`, from where training counts an age as the oldest group."
+    lo = age_bins[group - 1] if group > 0 else 0
+    hi = age_bins[group] - 1 if group < len(age_bins) else MAX_AGE
+    if relabel_from is not None and group < len(age_bins): hi = min(hi, relabel_from - 1)
+    return int(min(max(int(age), lo), hi))
+
+def _age_value(r:pd.Series, where:str, age_bins, relabel_from) -> str:
+    "The reviewed `value` of age-group candidate `r`, else the age in its suggested group nearest to the labelled age (`group_age`); errors start with `where`."
     v = str(r.get('value', '')).strip()
     if v not in ('', 'nan', 'None'):
         if not v.isdigit() or int(v) > MAX_AGE: raise ValueError(f"{where}: column 'value': {v!r} is not an age in 0..{MAX_AGE}")
         return v
     if str(r['suggested']) not in AGE_GROUP_NAMES: raise ValueError(f"{where}: column 'suggested': {r['suggested']!r} is not one of {AGE_GROUP_NAMES}")
-    g, age = AGE_GROUP_NAMES.index(str(r['suggested'])), pd.to_numeric(r.get('age'), errors='coerce')
+    age = pd.to_numeric(r.get('age'), errors='coerce')
     if pd.isna(age): raise ValueError(f"{where}: column 'age': an age correction needs the labelled age (a number) or a reviewed 'value'; got {r.get('age')!r}")
-    lo = age_bins[g - 1] if g > 0 else 0
-    hi = age_bins[g] - 1 if g < len(age_bins) else MAX_AGE
-    return str(int(min(max(int(age), lo), hi)))
+    return str(group_age(age, AGE_GROUP_NAMES.index(str(r['suggested'])), age_bins, relabel_from))
 
-def _correction(r:pd.Series, where:str, age_bins) -> tuple:
+def _correction(r:pd.Series, where:str, age_bins, relabel_from) -> tuple:
     "`(id, field, value, note)` of reviewed candidate `r`; a `ValueError` starting with `where` (file and line) naming the bad column."
     score = pd.to_numeric(r.get('score'), errors='coerce')
     if pd.isna(score): raise ValueError(f"{where}: column 'score': {r.get('score')!r} is not a number")
@@ -168,14 +181,15 @@ def _correction(r:pd.Series, where:str, age_bins) -> tuple:
         if str(r['suggested']).lower() not in GENDER_NAMES: raise ValueError(f"{where}: column 'suggested': {r['suggested']!r} is not one of {GENDER_NAMES}")
         return (r['id'], 'gender', str(r['suggested']).lower(), note)
     if r['kind'] == 'mask_swap': return (r['id'], 'swap', SWAP, note)
-    if r['kind'] == 'age_group': return (r['id'], 'age', _age_value(r, where, age_bins), note)
+    if r['kind'] == 'age_group': return (r['id'], 'age', _age_value(r, where, age_bins, relabel_from), note)
     raise ValueError(f"{where}: column 'kind': {r['kind']!r} is not one of {MISLABEL_KINDS}")
 
-def candidates_to_corrections(candidates:pd.DataFrame, fn=None, accept_col:str='accept', age_bins=AGE_BINS, source:str='candidates') -> pd.DataFrame:
+def candidates_to_corrections(candidates:pd.DataFrame, fn=None, accept_col:str='accept', age_bins=AGE_BINS, source:str='candidates',
+                              relabel_from:int|None=AGE_RELABEL_FROM) -> pd.DataFrame:
     "Corrections table (`id,field,value,note`) of the accepted candidates (all if there is no `accept_col`), checked by `load_corrections`; written to `fn` if given. Errors name `source` and its CSV line."
     c = candidates.reset_index(drop=True)
     keep = c[accept_col].astype(str).str.strip().str.lower().isin(('1', 'true', 'yes', 'y', 'x')) if accept_col in c else pd.Series(True, index=c.index)
-    rows = [_correction(r, f"{source}: line {i + 2}", age_bins) for i, r in c[keep].iterrows()]
+    rows = [_correction(r, f"{source}: line {i + 2}", age_bins, relabel_from) for i, r in c[keep].iterrows()]
     out = pd.DataFrame(rows, columns=['id', 'field', 'value', 'note']).astype(str)
     load_corrections(out)   # the data layer must accept every row
     if fn is not None: atomic_write(fn, out.to_csv(index=False))
@@ -194,3 +208,137 @@ def write_mislabel_review(oof, out_dir, k:int=24, truth=None, min_log_odds:float
         res['png'] = str(out_dir/'candidates.png')
     if truth is not None: res['key'] = mislabel_precision_recall(cands, truth, k=k)
     return res
+
+# %% ../nbs/26_mislabels.ipynb #670ce329
+REVIEW_COLS = ['id', 'folder', 'gender', 'age', 'age_group', 'pred_gender', 'p_gender', 'pred_age_group', 'p_age_group', 'n_images', 'suggested']
+
+def review_table(candidates:pd.DataFrame, oof, k:int=12) -> pd.DataFrame:
+    "One row per person among the first `k` distinct people of `candidates`: labels, the OOF model's gender and age group pooled over the photos, and the finder's suggestions."
+    df, cands = read_oof(oof), candidates.assign(id=candidates['id'].astype(str))
+    marg, ppl = task_marginals(df[PROB_COLS].to_numpy()), _people(df)
+    rows = []
+    for pid in list(dict.fromkeys(cands['id']))[:k]:
+        if pid not in ppl.index: raise ValueError(f"candidate {pid!r} is not a person of the OOF table")
+        idx, p = np.flatnonzero(df['person'].to_numpy() == pid), ppl.loc[pid]
+        g, a = marg['gender'][idx].mean(0), marg['age_group'][idx].mean(0)
+        sug = '; '.join(f"{c.kind} {(str(c.labelled) + '->') if c.kind != 'mask_swap' else ''}{c.suggested} (score {c.score:.1f})"
+                        for c in cands[cands['id'] == pid].itertuples())
+        rows.append(dict(id=pid, folder=p['folder'], gender=GENDER_NAMES[int(p['gender'])], age=p['age'], age_group=AGE_GROUP_NAMES[int(p['age_group'])],
+                         pred_gender=GENDER_NAMES[g.argmax()], p_gender=float(g.max()), pred_age_group=AGE_GROUP_NAMES[a.argmax()],
+                         p_age_group=float(a.max()), n_images=int(p['n_images']), suggested=sug))
+    return pd.DataFrame(rows, columns=REVIEW_COLS)
+
+# %% ../nbs/26_mislabels.ipynb #b53ad737
+REVIEW_FIXES = ('gender', 'age_group', 'age', 'swap')
+
+def _fixed_age(p:pd.Series, ch:dict, where:str, age_bins, relabel_from) -> str|None:
+    "The corrected age of person `p` for choice `ch` (an `age`, else the nearest age in `age_group`), or None when the choice keeps the age group."
+    g, age = ch.get('age_group'), ch.get('age')
+    if g is not None and g not in AGE_GROUP_NAMES: raise ValueError(f"{where}: age_group {g!r} is not one of {AGE_GROUP_NAMES}")
+    if age is not None:
+        if not str(age).isdigit() or int(age) > MAX_AGE: raise ValueError(f"{where}: age {age!r} is not an age in 0..{MAX_AGE}")
+        if g is not None and age_to_group(int(age), age_bins) != AGE_GROUP_NAMES.index(g): raise ValueError(f"{where}: age {age} is not in age group {g}")
+        return str(int(age))
+    if g is None or g == p['age_group']: return None
+    if pd.isna(pd.to_numeric(p['age'], errors='coerce')): raise ValueError(f"{where}: the labelled age is unknown: give an age with the age group")
+    return str(group_age(p['age'], AGE_GROUP_NAMES.index(g), age_bins, relabel_from))
+
+def choices_to_corrections(people:pd.DataFrame, choices:dict, age_bins=AGE_BINS, relabel_from:int|None=AGE_RELABEL_FROM, note:str='review') -> pd.DataFrame:
+    "Corrections rows (`id,field,value,note`) of a review of `people` (`review_table`): `choices` maps a person id to 'keep' or a dict of fixes."
+    ppl, rows = people.assign(id=people['id'].astype(str)).set_index('id'), []
+    for pid, ch in choices.items():
+        pid, where = str(pid), f"choice for {pid!r}"
+        if pid not in ppl.index: raise ValueError(f"{where}: not a person of the review")
+        if isinstance(ch, str) and ch == 'keep' or ch is None: continue
+        if not isinstance(ch, dict): raise ValueError(f"{where}: {ch!r} is neither 'keep' nor a dict of fixes {REVIEW_FIXES}")
+        bad = sorted(set(ch) - set(REVIEW_FIXES))
+        if bad: raise ValueError(f"{where}: unknown fix(es) {bad}; the fixes are {REVIEW_FIXES}")
+        p, g = ppl.loc[pid], ch.get('gender', False)
+        if g not in (True, False, None, *GENDER_NAMES): raise ValueError(f"{where}: gender {g!r} is not True (the other gender) or one of {GENDER_NAMES}")
+        new_g = GENDER_NAMES[1 - GENDER_NAMES.index(p['gender'])] if g is True else g or p['gender']
+        if new_g != p['gender']: rows.append((pid, 'gender', new_g, note))
+        age = _fixed_age(p, ch, where, age_bins, relabel_from)
+        if age is not None: rows.append((pid, 'age', age, note))
+        if ch.get('swap'): rows.append((pid, 'swap', SWAP, note))
+    out = pd.DataFrame(rows, columns=['id', 'field', 'value', 'note']).astype(str)
+    load_corrections(out)   # the data layer must accept every row
+    return out
+
+# %% ../nbs/26_mislabels.ipynb #157b1e56
+def _thumb(fn, height:int) -> bytes:
+    "JPEG bytes of image `fn` scaled to `height` pixels."
+    im = PILImage.fromarray(image_array(fn)); im.thumbnail((10 * height, height))
+    buf = io.BytesIO(); im.save(buf, format='jpeg', quality=85)
+    return buf.getvalue()
+
+class MislabelReviewer:
+    "A Jupyter widget, as fastai's `ImageClassifierCleaner`, to review the first `k` people of `find_mislabels`' `candidates`: photos, given and predicted labels, and fixes."
+    def __init__(self, candidates:pd.DataFrame, oof, k:int=12, fn=None, img_col:str='path', height:int=128, age_bins=AGE_BINS,
+                 relabel_from:int|None=AGE_RELABEL_FROM):
+        import ipywidgets as W   # only the widget needs it: the library imports without
+        df = read_oof(oof)
+        if img_col not in df: raise ValueError(f"the OOF table has no {img_col!r} column with image paths")
+        self.W, self.fn, self.age_bins, self.relabel_from = W, fn, age_bins, relabel_from
+        self.people, self.controls = review_table(candidates, df, k), {}
+        rows = [self._person(r, df[df['person'] == r.id], img_col, height) for r in self.people.itertuples()]
+        button, self.status = W.Button(description='Write corrections'), W.HTML()
+        button.on_click(lambda _: self._on_write())
+        self.widget = W.VBox(rows + [W.HBox([button, self.status])])
+
+    def _person(self, r, photos:pd.DataFrame, img_col:str, height:int):
+        "One person's box: a line of labels, the photos (each with its mask label and prediction), the controls."
+        W, order = self.W, {s: i for i, s in enumerate(STEMS)}
+        if 'stem' in photos: photos = photos.iloc[np.argsort([order.get(s, 99) for s in photos['stem']], kind='stable')]
+        pm = task_marginals(photos[PROB_COLS].to_numpy())['mask'].argmax(1)
+        tiles = [W.VBox([W.Image(value=_thumb(f, height), format='jpeg'),
+                         W.HTML(f"<div style='font-size:11px; line-height:14px'>{s}<br>label {TASK_NAMES['mask'][m]}<br>"
+                                f"pred <b style='color:{'black' if m == q else 'red'}'>{TASK_NAMES['mask'][q]}</b></div>")])
+                 for f, s, m, q in zip(photos[img_col], photos.get('stem', [''] * len(photos)), photos['mask'], pm)]
+        other = GENDER_NAMES[1 - GENDER_NAMES.index(r.gender)]
+        c = dict(gender=W.Dropdown(options=[(f'keep {r.gender}', False), (f'fix: {other}', True)], description='gender'),
+                 age_group=W.Dropdown(options=[(f'keep {r.age_group}', None)] + [(f'fix: {g}', g) for g in AGE_GROUP_NAMES if g != r.age_group], description='age'),
+                 swap=W.Checkbox(value=False, description='swap incorrect_mask / normal'))
+        self.controls[r.id] = c
+        head = W.HTML(f"<b>{r.id}</b> &nbsp; given: {r.gender}, age {r.age} ({r.age_group}) &nbsp; predicted: {r.pred_gender} {r.p_gender:.2f}, "
+                      f"{r.pred_age_group} {r.p_age_group:.2f} &nbsp; finder: {r.suggested}")
+        return W.VBox([head, W.HBox(tiles), W.HBox(list(c.values()))], layout=W.Layout(border='1px solid #ccc', padding='4px', margin='4px 0'))
+
+# %% ../nbs/26_mislabels.ipynb #6d48b2de
+@patch(as_prop=True)
+def choices(self:MislabelReviewer) -> dict:
+    "`{id: fixes}` of the people whose controls are not all on 'keep'."
+    res = {pid: {f: w.value for f, w in c.items() if w.value not in (None, False)} for pid, c in self.controls.items()}
+    return {pid: ch for pid, ch in res.items() if ch}
+
+@patch
+def set_choice(self:MislabelReviewer, pid, gender:bool=False, age_group:str|None=None, swap:bool=False):
+    "Set person `pid`'s controls, as a reviewer's clicks would."
+    c = self.controls.get(str(pid))
+    if c is None: raise ValueError(f"{pid!r} is not one of the {len(self.controls)} people of this review")
+    groups = [v for _, v in c['age_group'].options]
+    if age_group not in groups: raise ValueError(f"age_group {age_group!r}: choose from {groups}")
+    c['gender'].value, c['age_group'].value, c['swap'].value = bool(gender), age_group, bool(swap)
+
+@patch
+def corrections(self:MislabelReviewer) -> pd.DataFrame:
+    "The corrections rows of the current choices (`choices_to_corrections`)."
+    return choices_to_corrections(self.people, self.choices, self.age_bins, self.relabel_from)
+
+@patch
+def save(self:MislabelReviewer, fn=None) -> pd.DataFrame:
+    "Write the corrections rows to `fn` (default: the `fn` given at creation), the file `--corrections` reads; returns them."
+    fn = fn or self.fn
+    if fn is None: raise ValueError("no file to write: pass fn")
+    out = self.corrections(); atomic_write(fn, out.to_csv(index=False))
+    return out
+
+@patch
+def _on_write(self:MislabelReviewer):
+    try: self.status.value = f"wrote {len(self.save())} correction(s) to {self.fn}"
+    except ValueError as e: self.status.value = f"<span style='color:red'>{e}</span>"
+
+@patch
+def _repr_mimebundle_(self:MislabelReviewer, **kwargs):
+    b = self.widget._repr_mimebundle_(**kwargs)
+    b['text/plain'] = f"MislabelReviewer: {len(self.people)} people to review (the widget shows in Jupyter)"
+    return b
