@@ -45,7 +45,7 @@ def predict(out:Path, a, models=None) -> dict:
         flags = (['--tta'] if 'tta' in opts else []) + ['--pool-identities' if 'pool' in opts else '--no-pool-identities']
         sub = out/'bench'/f"{v.replace('+', '_')}.csv"
         wall, cpu, _ = cli('predict', '--data', a.data, '--models', *(models or [out]), '--out', sub, '--force', '--quiet', *flags)
-        s = json.loads(cli('score', sub, key, capture=True)[2])
+        s = json.loads(cli('score', sub, key, '--json', capture=True)[2])
         res[v] = dict(f1_macro=round(s['f1_macro'], 4), mask_f1=round(s['mask_f1'], 4), gender_f1=round(s['gender_f1'], 4),
                       age_f1=round(s['age_f1'], 4), accuracy=round(s['accuracy'], 4), predict_wall_s=round(wall, 1), **old_group(sub, key))
         print(f"  {v}: eval F1 {res[v]['f1_macro']}", flush=True)

@@ -37,7 +37,7 @@ def main():
                 ['--pool-identities' if 'pool' in opts else '--no-pool-identities']
         sub = out/f"{v.replace('+', '_')}.csv"
         t, _ = sh('predict', '--data', a.data, '--models', m, '--out', sub, '--force', '--quiet', *extra)
-        s = json.loads(sh('score', sub, key, capture=True)[1])
+        s = json.loads(sh('score', sub, key, '--json', capture=True)[1])
         res[f'{v}_f1'], res[f'{v}_s'] = round(s['f1_macro'], 4), round(t, 1)
         if 'pool' in opts and 'group_purity' not in res:
             pr, k = pd.read_csv(sub.with_suffix('.probs.csv')), pd.read_csv(key)

@@ -30,7 +30,7 @@ def main():
     t_train = sh(*train, *a.extra)
     sub = out/'eval_submission.csv'
     t_pred = sh('predict', '--data', a.data, '--models', out, '--out', sub, '--force', '--quiet', *(['--tta'] if a.tta else []))
-    scores = json.loads(subprocess.run(['mask-fastai', 'score', sub, Path(a.data)/'answers'/'eval_labels.csv'],
+    scores = json.loads(subprocess.run(['mask-fastai', 'score', sub, Path(a.data)/'answers'/'eval_labels.csv', '--json'],
                                        check=True, capture_output=True, text=True).stdout)
     val = json.loads((out/'metrics.json').read_text())
     res = dict(settings='baseline (128x96, no crop, no aug)' if a.baseline_settings else 'default recipe', epochs=a.epochs, extra=' '.join(a.extra),

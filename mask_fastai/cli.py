@@ -164,6 +164,7 @@ def cmd_tune(args):
 def _score_args(p):
     p.add_argument('submission', help='submission CSV (ImageID,ans)')
     p.add_argument('answers', nargs='?', default=None, help="answer key with ImageID,ans (default: --data's answers/eval_labels.csv, which the demo set has)")
+    p.add_argument('--json', action='store_true', help='print the scores as one JSON object (for scripts)')
 
 @command('score', 'score a submission against an answer key', _score_args, shared=('data',))
 def cmd_score(args):
@@ -173,6 +174,7 @@ def cmd_score(args):
     key = Path(args.answers) if args.answers else data_folder(args.data)/'answers'/'eval_labels.csv'
     if not key.exists(): raise UsageError(f"{key}: no answer key there; give one: mask-fastai score SUBMISSION ANSWERS.csv")
     s = score_submission(args.submission, key)
+    if args.json: return print(json.dumps(s))
     print(f"{args.submission}: macro F1 {s['f1_macro']:.4f}, accuracy {s['accuracy']:.4f} on {s['n']} photos (key: {key})")
     print('  ' + ', '.join(f"{t} F1 {s[t + '_f1']:.3f}" for t in ('mask', 'gender', 'age')))
 

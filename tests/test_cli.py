@@ -23,6 +23,7 @@ def test_console_script_trains_predicts_scores(tmp_path, env, data):
     r = run('score', '--data', data, tmp_path/'sub.csv', env=env, subprocess=True)    # the demo folder's own answer key
     s = score_submission(tmp_path/'sub.csv', data/'answers'/'eval_labels.csv')
     assert f"macro F1 {s['f1_macro']:.4f}" in r.stdout and f"on {len(info)} photos" in r.stdout
+    assert json.loads(run('score', '--data', data, tmp_path/'sub.csv', '--json', env=env).stdout)['f1_macro'] == pytest.approx(s['f1_macro'])   # for scripts
 
     assert 'pass --force' in one_line(fails('train', '--data', data, '--out', tmp_path/'run', *TINY, env=env))   # no silent overwrite
     assert 'sub.csv: exists; pass --force' in one_line(fails('predict', '--data', data, '--models', tmp_path/'run', '--out', tmp_path/'sub.csv', env=env))
