@@ -8,6 +8,7 @@ pooling, both), score each with the answer key, and append one record per seed t
     python bench/budget.py default-5ep --reuse -- --epochs 5              # keep a finished run, predict and score again
     python bench/budget.py r2-5ep --pseudo-from default-5ep -- --epochs 5  # second round on default-5ep's pseudo-labelled eval images (same seed)
     python bench/budget.py default-5ep-ens2 --ensemble-of default-5ep --seeds 42 43   # no training: the seeds' runs predict together
+    python bench/budget.py dldl-5ep-p2 --repredict-of dldl-5ep --seeds 42 43         # no training: those runs predicted with today's code
 
 Compute is measured as training images x epochs (`images_trained`, independent of the machine) and as the CPU time of the `train` process (user + system, all threads), so that runs measured while
 other jobs shared the machine stay comparable; `cpu_min_2core` = CPU minutes / 2 is the wall time the same training
@@ -82,6 +83,17 @@ def ensemble(a):
     res['eval'] = predict(out, a, models=runs)
     append_record(res, a.records)
 
+def repredict(a):
+    "Record the runs of recipe `a.repredict_of` (one per seed) predicted again with today's code: their training and its compute are theirs."
+    for seed in a.seeds:
+        rec, run = earlier_record(a.records, a.repredict_of, seed), ROOT/'runs'/'budget'/f'{a.repredict_of}-s{seed}'
+        out = ROOT/'runs'/'budget'/f'{a.name}-s{seed}'
+        res = {k: v for k, v in rec.items() if k not in ('eval', 'commit', 'date', 'load_before', 'load_after')}
+        res.update(name=a.name, repredict_of=a.repredict_of, run=rel(run), load_before=round(os.getloadavg()[0], 2))
+        res['eval'] = predict(out, a, models=[run])
+        res['load_after'] = round(os.getloadavg()[0], 2)
+        append_record(res, a.records)
+
 def images_trained(out:Path, folds) -> int:
     "Training images x epochs of the run (summed over the folds): the compute measure that does not depend on the machine's speed."
     ms = [json.loads((out/f'fold{k}'/'metrics.json').read_text()) for k in range(folds)] if folds else [json.loads((out/'metrics.json').read_text())]
@@ -104,12 +116,14 @@ def main():
     p.add_argument('--reuse', action='store_true', help='keep a finished run folder instead of training again')
     p.add_argument('--pseudo-from', metavar='NAME', help='a second round: train on the eval images that recipe NAME (same seed) labels (train --pseudo-labels); its compute is added')
     p.add_argument('--ensemble-of', metavar='NAME', help='no training: predict with the runs of recipe NAME, one per --seeds, together')
+    p.add_argument('--repredict-of', metavar='NAME', help="no training: predict again, with today's code, the runs of recipe NAME (one record per --seeds)")
     p.add_argument('--records', default=str(RECORDS))
     p.epilog = 'Everything after -- goes to `mask-fastai train`.'
     argv = sys.argv[1:]
     cut = argv.index('--') if '--' in argv else len(argv)
     a = p.parse_args(argv[:cut]); a.extra = argv[cut + 1:]
     if a.ensemble_of: return ensemble(a)
+    if a.repredict_of: return repredict(a)
     for seed in a.seeds:
         out = ROOT/'runs'/'budget'/f'{a.name}-s{seed}'
         print(f"{a.name} seed {seed}: {' '.join(map(str, a.extra))}", flush=True)
