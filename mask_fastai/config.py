@@ -8,6 +8,7 @@ import argparse, dataclasses, functools, json, math, typing
 from dataclasses import dataclass, asdict, fields
 from typing import Literal
 from fastcore.docments import docments
+from fastcore.basics import patch
 from .core import *
 
 # %% auto #0
@@ -179,11 +180,6 @@ class TrainConfig(ModelConfig):
         return ModelConfig(**_with_age_border({f.name: getattr(self, f.name) for f in fields(ModelConfig)}, self.age_relabel_from))
 
     @classmethod
-    def from_preset(cls, name:str, **settings) -> TrainConfig:
-        "The config of preset `name` with `settings` over it, as `--preset NAME` with flags gives on the command line."
-        return cls.from_dict({**preset_settings(name), **settings})
-
-    @classmethod
     def from_dict(cls, d:dict) -> TrainConfig:
         "Config from `to_dict` output (lists become tuples); unknown keys are an error; runs saved with the old `cutmix` setting still load."
         return super().from_dict.__func__(cls, renamed_legacy_settings(d))
@@ -251,6 +247,11 @@ def preset_settings(name:str|None) -> dict:
     if name is None: return {}
     if name not in PRESETS: raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
     return dict(PRESETS[name], preset=name)
+
+@patch(cls_method=True)
+def from_preset(cls:TrainConfig, name:str, **settings) -> TrainConfig:
+    "The config of preset `name` with `settings` over it, as `--preset NAME` with flags gives on the command line."
+    return cls.from_dict({**preset_settings(name), **settings})
 
 def _check_preset_applied(cfg:TrainConfig):
     "Refuse a config that names a preset but holds none of its settings: `TrainConfig(preset=...)` records a preset, `from_preset` applies it."

@@ -30,7 +30,7 @@ class FocalLossLS(Module):
 # %% ../nbs/12_losses.ipynb #28bb8de3
 def _as_labels(labels) -> torch.Tensor:
     "18-class labels as a 1-d long tensor; a `ValueError` for anything outside `0..N_CLASSES-1`."
-    t = torch.as_tensor(np.array(labels))   # a copy: pandas hands out read-only arrays
+    t = labels.clone() if isinstance(labels, torch.Tensor) else torch.as_tensor(np.array(labels))   # a copy: pandas hands out read-only arrays
     if t.is_floating_point() and not (t == t.round()).all(): raise ValueError("labels must be integer class ids")
     t = t.long().flatten()
     bad = ((t < 0) | (t >= N_CLASSES)).nonzero().flatten()
@@ -77,7 +77,7 @@ def _task_loss(task:str, kind:str='ce', gamma:float=2., label_smoothing:float=0.
     if kind == 'focal': return FocalLossLS(gamma, weight=class_weight, label_smoothing=label_smoothing, reduction='none')
     raise ValueError(f"loss of {task} must be 'ce' or 'focal', got {kind!r}")
 
-# %% ../nbs/12_losses.ipynb #73f72398
+# %% ../nbs/12_losses.ipynb #fece55d5
 _REDUCTIONS = ('mean', 'sum', 'none')
 
 def _joint_loss(per_task:list) -> nn.Module:
@@ -89,6 +89,7 @@ def _joint_loss(per_task:list) -> nn.Module:
     (_, kind, g, ls, _), = [per_task[0]]
     return _task_loss('joint', kind, g, ls, w)
 
+# %% ../nbs/12_losses.ipynb #73f72398
 class MultiTaskLoss(Module):
     "Weighted sum of per-task CE/focal losses on the marginals of `(bs, 18)` joint logits, for 18-class targets; `joint`: one 18-way loss instead."
     y_int = True
