@@ -16,7 +16,7 @@ from mask_fastai.compare import bench_table
 HERE = Path(__file__).resolve().parent
 BASELINE = {'official baseline, 2 epochs': (0.22, 2), 'official baseline, 5 epochs': (0.37, 5)}   # its own code, our offline Lite0 (measured outside this repo)
 BASELINE_IMG_S, TRAIN_IMAGES = 35, 3920   # its train speed here, and one epoch of maskbench-dev's training split (560 people x 7)
-SCORES = {'plain_f1_macro': 'eval F1', 'tta+pool_f1_macro': 'eval F1, TTA + pooling', 'tta+pool_age_f1': 'age F1 (TTA + pooling)',
+SCORES = {'plain_f1_macro': 'eval F1', 'pool_f1_macro': 'eval F1, pooled (`predict`\'s default)', 'tta+pool_f1_macro': 'eval F1, TTA + pooling', 'tta+pool_age_f1': 'age F1 (TTA + pooling)',
           'tta+pool_age60_recall': '>=60 recall (TTA + pooling)', 'valid_f1_macro': 'valid F1', 'cpu_min_2core': 'CPU-min (2 cores)'}
 
 # The findings: recipe A against recipe B, each line worked out from the records (the same seeds, where both have them).
@@ -30,6 +30,7 @@ FINDINGS = [
     ('joint-5ep', 'relabel58-5ep', 'One 18-way head instead of three'),
     ('fine-border-5ep', 'relabel58-5ep', 'The fine age head with its border at 58, weight 0.1, a spread target'),
     ('dldl-5ep', 'relabel58-5ep', 'Label-distribution learning of the age (1-year bins)'),
+    ('dldl-5ep-p2', 'relabel58-5ep', "Label-distribution learning, the same runs predicted with today's pooling (each person's age distribution pooled)"),
     ('ordinal-5ep', 'relabel58-5ep', 'Ordinal (CORAL) age head'),
     ('lite1-relabel58-5ep', 'relabel58-5ep', 'EfficientNet-Lite1 instead of Lite0'),
     ('imgsplit-5ep', 'default-5ep', 'Validation on photos instead of people (valid F1 against eval F1)'),
@@ -44,7 +45,8 @@ def summary(t:pd.DataFrame) -> pd.DataFrame:
     g = t.groupby('name', sort=False)
     cols = [c for c in SCORES if c in t]
     s = g[cols].mean().assign(seeds=g.seed.nunique(), flags=g['flags'].first())
-    for c in ('plain_f1_macro', 'tta+pool_f1_macro'): s[c + '_spread'] = (g[c].max() - g[c].min()) / 2
+    for c in ('plain_f1_macro', 'pool_f1_macro', 'tta+pool_f1_macro'): s[c + '_spread'] = (g[c].max() - g[c].min()) / 2
+    for c in cols: s[c + '_n'] = g[c].count()   # seeds that measured this score (older records lack some prediction variants)
     return s.sort_values('cpu_min_2core')
 
 def _cell(v, spread=None, digits=3) -> str:
@@ -56,7 +58,7 @@ def markdown(s:pd.DataFrame) -> str:
     rows = ['| recipe | flags (`mask-fastai train`, against today\'s defaults) | seeds | ' + ' | '.join(SCORES[c] for c in cols) + ' |',
             '|---|---|---|' + '---|' * len(cols)]
     for n, r in s.iterrows():
-        cells = [_cell(r[c], r.get(c + '_spread'), 1 if c == 'cpu_min_2core' else 3) for c in cols]
+        cells = [_cell(r[c], r.get(c + '_spread'), 1 if c == 'cpu_min_2core' else 3) + (f" ({r[c + '_n']} seed)" if 0 < r[c + '_n'] < r.seeds else '') for c in cols]
         rows.append(f"| {n} | `{r['flags']}` | {r.seeds} | " + ' | '.join(cells) + ' |')
     rows += [f'| {n} | (its own code) | 1 | {f1:.2f} |' + ' |' * (len(cols) - 2) + f' {ep * TRAIN_IMAGES / BASELINE_IMG_S / 60:.1f} |' for n, (f1, ep) in BASELINE.items()]
     return '\n'.join(rows)
@@ -90,12 +92,15 @@ def findings(t:pd.DataFrame) -> list:
         ta, tb = t[t.name == a], t[t.name == b]
         if not len(ta) or not len(tb): continue
         col = 'valid_f1_macro' if a == 'imgsplit-5ep' else 'plain_f1_macro'
-        d = {v: ta[v].mean() - tb[v].mean() for v in (col, 'tta+pool_f1_macro')}
+        d = {v: ta[v].mean() - tb[v].mean() for v in (col, 'pool_f1_macro', 'tta+pool_f1_macro') if v in t}
         seeds = sorted(set(ta.seed) & set(tb.seed))
-        per = [ta[ta.seed == s]['tta+pool_f1_macro'].iloc[0] - tb[tb.seed == s]['tta+pool_f1_macro'].iloc[0] for s in seeds]
+        per = lambda v: [ta[ta.seed == s][v].iloc[0] - tb[tb.seed == s][v].iloc[0] for s in seeds]
         kind = 'valid F1' if col == 'valid_f1_macro' else 'plain'
-        lines.append(f"- {what} (`{a}` against `{b}`, {ta.seed.nunique()} and {tb.seed.nunique()} seed(s)): {d[col]:+.3f} {kind}, {d['tta+pool_f1_macro']:+.3f} with TTA + pooling"
-                     + (f"; per seed with TTA + pooling {', '.join(f'{v:+.3f}' for v in per)}" if seeds else '') + '.')
+        said = [f"{d[v]:+.3f} {name}" for v, name in ((col, kind), ('pool_f1_macro', 'pooled'), ('tta+pool_f1_macro', 'with TTA + pooling')) if pd.notna(d.get(v))]
+        pooled = [v for v in per('pool_f1_macro') if pd.notna(v)] if 'pool_f1_macro' in t else []
+        lines.append(f"- {what} (`{a}` against `{b}`, {ta.seed.nunique()} and {tb.seed.nunique()} seed(s)): {', '.join(said)}"
+                     + (f"; per seed pooled {', '.join(f'{v:+.3f}' for v in pooled)}" if len(pooled) == len(seeds) and seeds else '')
+                     + (f"; per seed with TTA + pooling {', '.join(f'{v:+.3f}' for v in per('tta+pool_f1_macro'))}" if seeds else '') + '.')
     return lines
 
 def headline(t:pd.DataFrame) -> str:
@@ -110,10 +115,10 @@ def headline(t:pd.DataFrame) -> str:
         if len(within):
             n = within['tta+pool_f1_macro'].idxmax()
             rows.append((f"best within {budget} CPU-minutes (`{n}`)", within.loc[n], None, None, None))
-    out = ['| | eval F1 | eval F1, TTA + pooling | age F1 | CPU-min | seeds |', '|---|---|---|---|---|---|']
+    out = ['| | eval F1 | eval F1, pooled (`predict`\'s default) | eval F1, TTA + pooling | age F1 | CPU-min | seeds |', '|---|---|---|---|---|---|---|']
     for name, r, f1, _, cpu in rows:
-        if r is None: out.append(f'| {name} | {f1:.2f} | | | {cpu:.1f} | |'); continue
-        out.append(f"| {name} | {_cell(r['plain_f1_macro'], r['plain_f1_macro_spread'])} | {_cell(r['tta+pool_f1_macro'], r['tta+pool_f1_macro_spread'])} | "
+        if r is None: out.append(f'| {name} | {f1:.2f} | | | | {cpu:.1f} | |'); continue
+        out.append(f"| {name} | {_cell(r['plain_f1_macro'], r['plain_f1_macro_spread'])} | {_cell(r['pool_f1_macro'], r['pool_f1_macro_spread'])} | {_cell(r['tta+pool_f1_macro'], r['tta+pool_f1_macro_spread'])} | "
                    f"{r['tta+pool_age_f1']:.3f} | {r['cpu_min_2core']:.1f} | {r['seeds']} |")
     return '\n'.join(out)
 
