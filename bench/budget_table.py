@@ -33,6 +33,8 @@ FINDINGS = [
     ('dldl-5ep-p2', 'relabel58-5ep', "Label-distribution learning, the same runs predicted with today's pooling (each person's age distribution pooled)"),
     ('ordinal-5ep', 'relabel58-5ep', 'Ordinal (CORAL) age head'),
     ('lite1-relabel58-5ep', 'relabel58-5ep', 'EfficientNet-Lite1 instead of Lite0'),
+    ('relabel58-5fold-5ep', 'relabel58-5ep', 'Five folds of the defaults (soft vote) against one run'),
+    ('joint18-5ep', 'relabel58-5ep', 'One 18-way head trained on the 18-way loss'),
     ('imgsplit-5ep', 'default-5ep', 'Validation on photos instead of people (valid F1 against eval F1)'),
 ]
 
@@ -78,7 +80,9 @@ def plot(s:pd.DataFrame, fn):
     ax.errorbar(s.cpu_min_2core, s[col], yerr=err, fmt='o', color='0.6', ms=5, capsize=2, label='a recipe (bars: the range over its seeds)')
     f = frontier(s)
     ax.plot(f.cpu_min_2core, f[col], '-o', color='C0', ms=7, label='the best at each budget (labelled)')
-    for n, r in f.iterrows(): ax.annotate(n, (r.cpu_min_2core, r[col]), fontsize=9, xytext=(6, -4), textcoords='offset points')
+    for i, (n, r) in enumerate(f.iterrows()):   # neighbours labelled on alternate sides, so close recipes do not overprint
+        ax.annotate(n, (r.cpu_min_2core, r[col]), fontsize=9, textcoords='offset points',
+                    **(dict(xytext=(7, -10), ha='left') if i % 2 == 0 else dict(xytext=(-7, 7), ha='right')))
     bx = [ep * TRAIN_IMAGES / BASELINE_IMG_S / 60 for _, ep in BASELINE.values()]
     ax.plot(bx, [f1 for f1, _ in BASELINE.values()], 'k--s', ms=5, label='official baseline (its own code)')
     ax.set(xlabel='training CPU-minutes (CPU time / 2 cores)', ylabel='macro F1, flip TTA + identity pooling', ylim=(0.15, 0.75),
